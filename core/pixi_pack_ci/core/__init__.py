@@ -1,0 +1,31 @@
+"""pixi-pack-ci core: pack a ``pixi.lock`` environment into a pixi-pack compatible archive, and unpack it.
+
+Public API for plugins and scripts: the hook markers, the data model and the pipeline functions.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import PixiPackError  # noqa: E402
+from .hookspecs import hookimpl  # noqa: E402
+from .model import (  # noqa: E402
+    CondaArtifact,
+    PackOptions,
+    PackPlan,
+    PackResult,
+    PypiArtifact,
+    UnpackResult,
+)
+
+__all__ = [
+    "CondaArtifact",
+    "PackOptions",
+    "PackPlan",
+    "PackResult",
+    "PixiPackError",
+    "PypiArtifact",
+    "UnpackResult",
+    "__version__",
+    "hookimpl",
+]

@@ -1,0 +1,99 @@
+"""The download cache: pixi-pack's layout, but verified, atomic and safe to share.
+
+Layout (as pixi-pack's ``--use-cache``): ``DIR/CACHEDIR.TAG``, ``DIR/<subdir>/<file>`` for conda
+packages and ``DIR/pypi/<wheel>``. Unlike pixi-pack, every hit is re-hashed before use, entries
+appear only by ``os.replace`` of a finished file, and several processes may share one folder:
+the worst a race can do is download the same file twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import PixiPackError
+from .model import Artifact
+
+CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by pixi-pack-ci.\n"
+    "# For information about cache directory tags see https://bford.info/cachedir/\n"
+)
+CHUNK = 1 << 20
+
+
+def file_digests(path: Path) -> tuple[str, str]:
+    """sha256 and md5 of a file, read once."""
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    with path.open("rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            sha.update(view[:n])
+            md5.update(view[:n])
+    return sha.hexdigest(), md5.hexdigest()
+
+
+def digests_match(artifact: Artifact, sha256: str, md5: str) -> bool:
+    """True when the digests match what the lockfile promised (sha256 first, md5 when that is all there is)."""
+    if artifact.sha256:
+        return artifact.sha256.lower() == sha256
+    if artifact.md5:
+        return artifact.md5.lower() == md5
+    return True
+
+
+class PackageCache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            tag = root / "CACHEDIR.TAG"
+            if not tag.exists():
+                self._write_atomic(tag, CACHEDIR_TAG.encode())
+        except OSError as exc:
+            raise PixiPackError(f"cannot use cache directory {root}: {exc.strerror or exc}") from None
+
+    def _write_atomic(self, target: Path, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def path_for(self, artifact: Artifact) -> Path:
+        return self.root / artifact.cache_key
+
+    def lookup(self, artifact: Artifact) -> Path | None:
+        """The cached file if present and its hash matches; a corrupt entry is removed."""
+        path = self.path_for(artifact)
+        try:
+            sha, md5 = file_digests(path)
+        except FileNotFoundError:
+            return None
+        if digests_match(artifact, sha, md5):
+            return path
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+
+    def temp_path(self, artifact: Artifact) -> Path:
+        """A fresh temporary path beside the final entry, so the final ``os.replace`` is atomic."""
+        final = self.path_for(artifact)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
+        os.close(fd)
+        return Path(tmp)
+
+    def commit(self, artifact: Artifact, temp: Path) -> Path:
+        final = self.path_for(artifact)
+        os.chmod(temp, 0o644)
+        os.replace(temp, final)
+        return final

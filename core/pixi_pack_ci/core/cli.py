@@ -1,0 +1,244 @@
+"""The ``pixi-pack-ci`` command line: ``pack``, ``unpack``, ``inspect`` and plugin commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rattler.platform import Platform
+
+from . import __version__
+from .activation import SHELLS, default_shell
+from .errors import PixiPackError, UsageError
+from .inspect_pack import inspect_pack
+from .model import PackOptions
+from .pack import run_pack
+from .plugin_manager import PluginManager, create_plugin_manager
+from .redact import scrub
+from .unpack import run_unpack
+
+log = logging.getLogger("pixi_pack_ci")
+PROG = "pixi-pack-ci"
+
+
+class _ScrubbingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(f"{PROG}: {record.levelname.lower()}: {record.getMessage()}")
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_ScrubbingFormatter())
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit 2, like every other usage error
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more output (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors; no progress")
+    parser.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
+
+
+def _platform(value: str) -> str:
+    try:
+        Platform(value)
+    except Exception:
+        raise argparse.ArgumentTypeError(f"unknown platform {value!r}") from None
+    return value
+
+
+def build_parser(pm: PluginManager) -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Pack pixi environments into pixi-pack compatible archives.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument(
+        "--disable-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin (repeatable)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    pack = sub.add_parser("pack", help="pack a pixi.lock environment into an archive")
+    pack.add_argument("manifest_path", nargs="?", default=".", metavar="MANIFEST_PATH",
+                      help="pixi.toml, pyproject.toml or project folder (default: .); pixi.lock is read beside it")
+    pack.add_argument("-e", "--environment", action="append", dest="environments", metavar="ENV",
+                      help="environment to pack (repeatable; default: default)")
+    pack.add_argument("-p", "--platform", action="append", dest="platforms", type=_platform, metavar="PLATFORM",
+                      help=f"target platform (repeatable; default: this machine's, {Platform.current()})")
+    pack.add_argument("-o", "--output", "--output-file", dest="output", metavar="OUTPUT",
+                      help="pack file or folder (default: environment.tar); - writes the tar to stdout")
+    pack.add_argument("--output-dir", type=Path, metavar="DIR",
+                      help="folder for several packs, named <env>-<platform>.tar")
+    pack.add_argument("--use-cache", type=Path, dest="cache_dir", metavar="DIR",
+                      help="download cache shared between runs (pixi-pack layout, verified)")
+    pack.add_argument("-c", "--config", type=Path, metavar="CONFIG", help="pixi/rattler config TOML ([mirrors], [concurrency])")
+    pack.add_argument("--auth-file", type=Path, metavar="FILE", help="rattler credentials JSON (default: $RATTLER_AUTH_FILE)")
+    pack.add_argument("--directory-only", action="store_true", help="write the pack as a folder, not a tar")
+    pack.add_argument("--dry-run", action="store_true", help="show what would be packed; download nothing")
+    _add_common(pack)
+    pm.hook.pixi_pack_ci_add_arguments(parser=pack, command="pack")
+
+    unpack = sub.add_parser("unpack", help="create an environment from a pack")
+    unpack.add_argument("pack", nargs="?", default="environment.tar", metavar="PACK",
+                        help="pack file, pack folder, or - for stdin (default: environment.tar)")
+    unpack.add_argument("-o", "--output-directory", dest="output_directory", type=Path, default=Path("."), metavar="DIR",
+                        help="where the env folder and activation script go (default: .)")
+    unpack.add_argument("-e", "--env-name", default="env", metavar="NAME", help="name of the env folder (default: env)")
+    unpack.add_argument("-s", "--shell", choices=sorted(SHELLS), default=default_shell(),
+                        help=f"activation script flavour (default: {default_shell()})")
+    unpack.add_argument("--force", action="store_true", help="replace an existing environment")
+    _add_common(unpack)
+    pm.hook.pixi_pack_ci_add_arguments(parser=unpack, command="unpack")
+
+    insp = sub.add_parser("inspect", help="show a pack's platform, packages and sizes")
+    insp.add_argument("pack", metavar="PACK", type=Path)
+    _add_common(insp)
+    pm.hook.pixi_pack_ci_add_arguments(parser=insp, command="inspect")
+
+    pm.hook.pixi_pack_ci_add_commands(subparsers=sub)
+    return parser
+
+
+def _human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _print_json(data: Any) -> None:
+    print(scrub(json.dumps(data, indent=2, sort_keys=False)))
+
+
+def _cmd_pack(args: argparse.Namespace, pm: PluginManager) -> int:
+    if args.json and args.output == "-":
+        raise UsageError("--json cannot be combined with -o - (standard output carries the pack)")
+    options = PackOptions(
+        manifest_path=Path(args.manifest_path),
+        environments=args.environments or ["default"],
+        platforms=args.platforms or [str(Platform.current())],
+        output=args.output,
+        output_dir=args.output_dir,
+        cache_dir=args.cache_dir,
+        config_path=args.config,
+        auth_file=args.auth_file,
+        directory_only=args.directory_only,
+        dry_run=args.dry_run,
+        quiet=args.quiet,
+        args=args,
+    )
+    plans, results = run_pack(options, pm.hook)
+    if args.dry_run:
+        if args.json:
+            _print_json({"dry_run": True, "packs": [p.to_json() for p in plans]})
+            return 0
+        for plan in plans:
+            print(f"{plan.environment} on {plan.platform} → {plan.output or 'stdout'}: "
+                  f"{len(plan.artifacts)} packages, {_human_size(plan.download_size)} to download")
+            for a in plan.artifacts:
+                print(scrub(f"  {a.describe():<50} {_human_size(a.size or 0):>10}  {a.url}"))
+            for note in plan.notes:
+                print(f"  note: {note}")
+        return 0
+    if args.json:
+        _print_json({"packs": [r.to_json() for r in results]})
+    elif not args.quiet:
+        for r in results:
+            where = r.path if r.path else "standard output"
+            digest = f", sha256 {r.sha256}" if r.sha256 else ""
+            print(f"📦 Created pack at {where} ({_human_size(r.size)}, {len(r.packages)} packages{digest})",
+                  file=sys.stderr if r.path is None else sys.stdout)
+    return 0
+
+
+def _cmd_unpack(args: argparse.Namespace, pm: PluginManager) -> int:
+    result = run_unpack(args.pack, args.output_directory, args.env_name, args.shell, force=args.force, quiet=args.quiet)
+    pm.hook.pixi_pack_ci_unpacked(result=result, options=args)
+    if args.json:
+        _print_json(result.to_json())
+    elif not args.quiet:
+        print(f"💫 Unpacked {len(result.packages)} packages to {result.prefix}; "
+              f"activate with: source {result.activation_script}")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace, pm: PluginManager) -> int:
+    summary = inspect_pack(args.pack)
+    if args.json:
+        _print_json(summary)
+        return 0
+    print(f"platform: {summary['platform']}  format: {summary['format_version']}  "
+          f"packages: {summary['package_count']}  size: {_human_size(summary['size'])}")
+    for p in summary["packages"]:
+        label = f"{p.get('name')}={p.get('version')}={p.get('build')}" if p["kind"] == "conda" else p["file_name"]
+        print(f"  {p['kind']:<6} {label:<50} {_human_size(p.get('size') or 0):>10}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = "?"
+    pm: PluginManager | None = None
+    try:
+        pre = argparse.ArgumentParser(add_help=False)
+        pre.add_argument("--disable-plugin", action="append", default=[])
+        pre.add_argument("-v", "--verbose", action="count", default=0)
+        pre.add_argument("-q", "--quiet", action="store_true")
+        known, _ = pre.parse_known_args(argv)
+        _setup_logging(known.verbose, known.quiet)
+        pm = create_plugin_manager(set(known.disable_plugin))
+        parser = build_parser(pm)
+        args = parser.parse_args(argv)
+        command = args.command or "?"
+        _setup_logging(getattr(args, "verbose", 0), getattr(args, "quiet", False))
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        if args.command == "pack":
+            return _cmd_pack(args, pm)
+        if args.command == "unpack":
+            return _cmd_unpack(args, pm)
+        if args.command == "inspect":
+            return _cmd_inspect(args, pm)
+        handler = getattr(args, "handler", None)
+        if handler is None:
+            raise UsageError(f"command {args.command!r} has no handler")
+        return int(handler(args))
+    except PixiPackError as exc:
+        if pm is not None:
+            try:
+                pm.hook.pixi_pack_ci_error(error=exc, command=command)
+            except Exception as hook_exc:
+                log.warning("a plugin failed while reporting the error: %s", hook_exc)
+        print(scrub(f"{PROG}: error: {' '.join(str(exc).split())}"), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (e.g. `| head`); nothing useful left to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        if os.environ.get("PIXI_PACK_CI_DEBUG"):
+            raise
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        print(scrub(f"{PROG}: internal error: {detail} (set PIXI_PACK_CI_DEBUG=1 for a traceback and please report it)"),
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

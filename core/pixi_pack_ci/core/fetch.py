@@ -1,0 +1,280 @@
+"""Fetching the artifacts of one or more plans into the cache, verified, concurrently.
+
+The core owns the loop (cache lookup, retries with backoff, hash checks, atomic commit); the
+bytes come from the ``pixi_pack_ci_fetch_artifact`` hook, whose last resort is
+:class:`HttpFetcherPlugin` (httpx, mirrors, credentials).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import httpx
+
+from . import __version__
+from .cache import CHUNK, PackageCache, digests_match, file_digests
+from .config import AuthStorage, PackConfig
+from .errors import ChecksumMismatchError, DownloadError
+from .hookspecs import hookimpl
+from .model import Artifact
+from .progress import ProgressReporter
+from .redact import redact_url
+
+log = logging.getLogger("pixi_pack_ci")
+
+RETRY_ENV = "PIXI_PACK_CI_DOWNLOAD_ATTEMPTS"
+
+
+class TransientFetchError(DownloadError):
+    """A failure worth retrying: 5xx, 408/429, a reset or timed-out connection, a truncated body."""
+
+
+@dataclass(frozen=True)
+class Digests:
+    """Hashes a fetcher computed while writing, so the core need not read the file again."""
+
+    sha256: str
+    md5: str
+
+
+@dataclass
+class FetchContext:
+    """What a fetcher may use: settings, mirrors, credentials and a shared HTTP client."""
+
+    config: PackConfig = field(default_factory=PackConfig)
+    auth: AuthStorage = field(default_factory=AuthStorage)
+    attempts: int = 10
+    backoff_base: float = 0.05
+    backoff_max: float = 2.0
+    progress: ProgressReporter | None = None
+    _client: httpx.Client | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def client(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                n = self.config.concurrency
+                self._client = httpx.Client(
+                    http2=False,
+                    follow_redirects=True,
+                    timeout=httpx.Timeout(connect=30.0, read=300.0, write=60.0, pool=None),
+                    limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+                    headers={"User-Agent": f"pixi-pack-ci/{__version__}", "Accept-Encoding": "identity"},
+                    trust_env=True,
+                )
+            return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def candidate_urls(self, url: str) -> list[str]:
+        """The URLs to try for ``url``: its mirrors when one is configured (longest prefix wins), else itself."""
+        best = ""
+        for prefix in self.config.mirrors:
+            if url.startswith(prefix) and len(prefix) > len(best):
+                best = prefix
+        if not best:
+            return [url]
+        rest = url[len(best):]
+        return [mirror + rest for mirror in self.config.mirrors[best]]
+
+    def advance(self, nbytes: int) -> None:
+        if self.progress is not None:
+            self.progress.advance(nbytes)
+
+
+def _apply_credentials(url: str, auth: AuthStorage) -> tuple[str, dict[str, str], httpx.BasicAuth | None]:
+    cred = auth.lookup(url)
+    if cred is None:
+        return url, {}, None
+    if cred.kind == "bearer":
+        return url, {"Authorization": f"Bearer {cred.token}"}, None
+    if cred.kind == "basic":
+        return url, {}, httpx.BasicAuth(cred.username or "", cred.password or "")
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/t/{cred.token}{parts.path}")), {}, None
+
+
+class _HashingWriter:
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.sha = hashlib.sha256()
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.fh.write(data)
+        self.sha.update(data)
+        self.md5.update(data)
+        self.size += len(data)
+
+    def digests(self) -> Digests:
+        return Digests(self.sha.hexdigest(), self.md5.hexdigest())
+
+
+class HttpFetcherPlugin:
+    """The built-in fetcher: ``file://`` copies and HTTP(S) downloads with httpx."""
+
+    @hookimpl(trylast=True)
+    def pixi_pack_ci_fetch_artifact(
+        self, artifact: Artifact, destination: Path, context: FetchContext, attempt: int
+    ) -> Digests:
+        candidates = context.candidate_urls(artifact.url)
+        # Each retry moves on to the next mirror.
+        url = candidates[attempt % len(candidates)]
+        scheme = urlsplit(url).scheme
+        if scheme == "file":
+            return self._copy_file(url, destination, context)
+        if scheme in ("http", "https"):
+            return self._download(url, destination, artifact, context)
+        raise DownloadError(f"cannot fetch {artifact.file_name}: unsupported URL scheme in {redact_url(url)}")
+
+    def _copy_file(self, url: str, destination: Path, context: FetchContext) -> Digests:
+        source = Path(unquote(urlsplit(url).path))
+        try:
+            with source.open("rb") as src, destination.open("wb") as dst:
+                writer = _HashingWriter(dst)
+                while chunk := src.read(CHUNK):
+                    writer.write(chunk)
+                    context.advance(len(chunk))
+        except FileNotFoundError:
+            raise DownloadError(f"local package does not exist: {source}") from None
+        except OSError as exc:
+            raise DownloadError(f"could not read local package {source}: {exc.strerror}") from None
+        return writer.digests()
+
+    def _download(self, url: str, destination: Path, artifact: Artifact, context: FetchContext) -> Digests:
+        request_url, headers, basic = _apply_credentials(url, context.auth)
+        shown = redact_url(url)
+        written = 0
+        try:
+            with context.client.stream("GET", request_url, headers=headers, auth=basic or httpx.USE_CLIENT_DEFAULT) as resp:
+                if resp.status_code >= 500 or resp.status_code in (408, 429):
+                    raise TransientFetchError(f"{shown}: server answered {resp.status_code}")
+                if resp.status_code >= 400:
+                    hint = " (check --auth-file / RATTLER_AUTH_FILE)" if resp.status_code in (401, 403) else ""
+                    raise DownloadError(f"could not download {artifact.file_name}: {shown} answered {resp.status_code}{hint}")
+                expected = resp.headers.get("Content-Length")
+                with destination.open("wb") as fh:
+                    writer = _HashingWriter(fh)
+                    for chunk in resp.iter_raw(CHUNK):
+                        writer.write(chunk)
+                        written += len(chunk)
+                        context.advance(len(chunk))
+                if expected is not None and expected.isdigit() and int(expected) != written:
+                    raise TransientFetchError(f"{shown}: body truncated ({written} of {expected} bytes)")
+                return writer.digests()
+        except httpx.TransportError as exc:
+            context.advance(-written)
+            raise TransientFetchError(f"{shown}: {type(exc).__name__}: {str(exc) or 'connection failed'}") from None
+        except TransientFetchError:
+            context.advance(-written)
+            raise
+
+
+def _verify(artifact: Artifact, path: Path, digests: Digests | None) -> None:
+    if digests is None:
+        sha, md5 = file_digests(path)
+    else:
+        sha, md5 = digests.sha256, digests.md5
+    if not digests_match(artifact, sha, md5):
+        expected = artifact.sha256 or artifact.md5
+        got = sha if artifact.sha256 else md5
+        raise ChecksumMismatchError(
+            f"checksum mismatch for {artifact.file_name} from {redact_url(artifact.url)}: "
+            f"lockfile says {expected}, got {got}"
+        )
+
+
+def _fetch_one(artifact: Artifact, cache: PackageCache, context: FetchContext, hook: Any) -> Path:
+    cached = cache.lookup(artifact)
+    if cached is not None:
+        context.advance(artifact.size or 0)
+        log.debug("cache hit: %s", artifact.cache_key)
+        return cached
+    last: DownloadError | None = None
+    for attempt in range(max(1, context.attempts)):
+        temp = cache.temp_path(artifact)
+        try:
+            result = hook.pixi_pack_ci_fetch_artifact(
+                artifact=artifact, destination=temp, context=context, attempt=attempt
+            )
+            if result is None:
+                raise DownloadError(f"no plugin could fetch {artifact.file_name} from {redact_url(artifact.url)}")
+            _verify(artifact, temp, result if isinstance(result, Digests) else None)
+            return cache.commit(artifact, temp)
+        except (TransientFetchError, ChecksumMismatchError) as exc:
+            last = exc
+            log.info("attempt %d for %s failed: %s", attempt + 1, artifact.file_name, exc)
+            delay = min(context.backoff_max, context.backoff_base * (2**attempt))
+            time.sleep(delay * (0.5 + random.random() / 2))
+        finally:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+    assert last is not None
+    if isinstance(last, ChecksumMismatchError):
+        raise last
+    raise DownloadError(f"could not download {artifact.file_name} after {context.attempts} attempts: {last}")
+
+
+def unique_artifacts(artifacts: Iterable[Artifact]) -> list[Artifact]:
+    """Each file once, even when several packs share it; two different files under one name is an error."""
+    seen: dict[str, Artifact] = {}
+    for artifact in artifacts:
+        other = seen.get(artifact.cache_key)
+        if other is None:
+            seen[artifact.cache_key] = artifact
+        elif (other.sha256 or other.md5) != (artifact.sha256 or artifact.md5):
+            raise DownloadError(
+                f"two different packages are both named {artifact.cache_key} "
+                f"({redact_url(other.url)} and {redact_url(artifact.url)}); pack them separately"
+            )
+    return list(seen.values())
+
+
+def fetch_artifacts(
+    artifacts: Iterable[Artifact], cache: PackageCache, context: FetchContext, hook: Any
+) -> dict[str, Path]:
+    """Make every artifact available in ``cache``; returns cache key → verified file.
+
+    Stops at the first permanent failure; already committed cache entries stay (they are valid).
+    """
+    todo = unique_artifacts(artifacts)
+    env_attempts = os.environ.get(RETRY_ENV)
+    if env_attempts and env_attempts.isdigit():
+        context.attempts = int(env_attempts)
+    results: dict[str, Path] = {}
+    if not todo:
+        return results
+    workers = max(1, min(context.config.concurrency, len(todo)))
+    # Biggest first: the long downloads start early and the tail of the run stays short.
+    todo.sort(key=lambda a: -(a.size or 0))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
+        futures = {pool.submit(_fetch_one, a, cache, context, hook): a for a in todo}
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for fut in pending:
+            fut.cancel()
+        errors = [f.exception() for f in done if f.exception() is not None]
+        if errors:
+            pool.shutdown(wait=True, cancel_futures=True)
+            err = errors[0]
+            assert err is not None
+            raise err
+        for fut, artifact in futures.items():
+            results[artifact.cache_key] = fut.result()
+    return results

@@ -1,0 +1,98 @@
+"""The contract between the core and its plugins.
+
+Every hook is prefixed ``pixi_pack_ci_``. Built-in features (the HTTP fetcher, and the CI,
+build-tool and provenance integrations shipped in ``pixi_pack_ci.plugins``) implement the same
+hooks a third-party plugin would. Plugins load from the ``pixi_pack_ci`` entry-point group.
+
+Hooks are called in pluggy's order: last registered first, ``tryfirst``/``trylast`` respected.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .errors import PixiPackError
+    from .fetch import FetchContext
+    from .model import Artifact, PackOptions, PackPlan, PackResult, UnpackResult
+
+PROJECT_NAME = "pixi_pack_ci"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def pixi_pack_ci_add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add command-line flags to one subcommand.
+
+    Called once for each of the core's subcommands (``command`` is ``"pack"``, ``"unpack"`` or
+    ``"inspect"``) while the CLI is built, before arguments are parsed. The parsed values reach
+    the other hooks through ``options.args``. Return value is ignored.
+    """
+
+
+@hookspec
+def pixi_pack_ci_add_commands(subparsers: Any) -> None:
+    """Register new subcommands (e.g. ``attest``, ``verify``).
+
+    ``subparsers`` is the ``argparse`` sub-parser action. A plugin adds its parser and sets
+    ``handler=callable(args) -> int`` with ``set_defaults``; the CLI calls it and uses the
+    returned int as exit code. Raise :class:`~pixi_pack_ci.core.errors.PixiPackError` for a
+    clean one-line failure. Return value is ignored.
+    """
+
+
+@hookspec
+def pixi_pack_ci_modify_plan(plan: PackPlan, options: PackOptions) -> None:
+    """Change what one pack will contain, before anything is downloaded.
+
+    Called once per environment × platform after the lockfile is read, and also for
+    ``--dry-run``. Mutate ``plan`` in place: add, remove or replace entries of ``plan.conda`` and
+    ``plan.pypi`` and append user-facing messages to ``plan.notes``. Raise ``PixiPackError`` to
+    stop the pack with a one-line message. Return value is ignored.
+    """
+
+
+@hookspec(firstresult=True)
+def pixi_pack_ci_fetch_artifact(
+    artifact: Artifact, destination: Path, context: FetchContext, attempt: int
+) -> object | None:
+    """Fetch one artifact's bytes into ``destination`` (a temporary file path).
+
+    Called for every artifact that is not already in the cache, once per attempt (``attempt``
+    counts from 0). The first implementation that returns something other than ``None`` wins:
+    ``True``, or a :class:`~pixi_pack_ci.core.fetch.Digests` of the bytes it wrote, which spares
+    the core reading the file again. Return ``None`` to let the next one try. The built-in HTTP fetcher
+    (httpx, mirrors, credentials) runs last. The core verifies the hash afterwards, retries on
+    :class:`~pixi_pack_ci.core.fetch.TransientFetchError` and mismatches, and moves the file
+    into place atomically, so an implementation only has to write bytes.
+    """
+
+
+@hookspec
+def pixi_pack_ci_packs_written(packs: list[PackResult], options: PackOptions) -> None:
+    """Called once after every pack of a run has been written (not for ``--dry-run``).
+
+    ``packs`` lists each pack's path, sha256, size, environment, platform and packages. CI
+    plugins publish outputs here; the provenance plugin signs. Return value is ignored; raise
+    ``PixiPackError`` to fail the run (the packs stay on disk).
+    """
+
+
+@hookspec
+def pixi_pack_ci_unpacked(result: UnpackResult, options: argparse.Namespace) -> None:
+    """Called after an environment has been created and its activation script written."""
+
+
+@hookspec
+def pixi_pack_ci_error(error: PixiPackError, command: str) -> None:
+    """Called when a command stops with a user-facing error, before the CLI prints it.
+
+    CI plugins turn ``error.file``/``error.line`` into annotations. Return value is ignored;
+    exceptions raised here are reported and swallowed.
+    """

@@ -1,0 +1,145 @@
+"""From a manifest path to :class:`PackPlan` objects, through py-rattler's lockfile parser."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import rattler
+
+from .errors import (
+    EnvironmentNotFoundError,
+    LockfileError,
+    ManifestNotFoundError,
+    PlatformNotFoundError,
+)
+from .model import CondaArtifact, PackPlan, PypiArtifact
+
+LOCKFILE_NAME = "pixi.lock"
+# RepoDataRecord.to_json adds these; repodata.json holds plain PackageRecords, as pixi-pack writes.
+_NOT_IN_REPODATA = ("fn", "url", "channel")
+
+
+@dataclass
+class LoadedLockfile:
+    path: Path
+    lock: rattler.LockFile
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    def environment_names(self) -> list[str]:
+        return sorted(name for name, _ in self.lock.environments())
+
+
+def find_lockfile(manifest_path: Path) -> Path:
+    """``pixi.lock`` beside a ``pixi.toml``/``pyproject.toml``, or inside a project folder."""
+    if not manifest_path.exists():
+        raise ManifestNotFoundError(f"manifest path does not exist: {manifest_path}")
+    directory = manifest_path if manifest_path.is_dir() else manifest_path.parent
+    lock = directory / LOCKFILE_NAME
+    if not lock.is_file():
+        raise LockfileError(f"no {LOCKFILE_NAME} in {directory}; run `pixi lock` there first", file=str(lock))
+    return lock
+
+
+def load_lockfile(manifest_path: Path) -> LoadedLockfile:
+    path = find_lockfile(manifest_path).resolve()
+    try:
+        lock = rattler.LockFile.from_path(path)
+    except Exception as exc:  # py-rattler raises its own exception types with multi-line text
+        detail = " ".join(str(exc).split())
+        raise LockfileError(f"could not read lockfile {path}: {detail}", file=str(path)) from None
+    return LoadedLockfile(path, lock)
+
+
+def _location_to_url(location: str, lock_dir: Path) -> str:
+    """Lockfile locations are URLs, absolute paths, or paths relative to the lockfile."""
+    scheme = urlsplit(location).scheme
+    if scheme in ("http", "https", "file", "s3", "gcs", "oci"):
+        return location
+    if location.startswith("direct+"):
+        return location[len("direct+"):]
+    path = Path(unquote(location))
+    if not path.is_absolute():
+        path = (lock_dir / path).resolve()
+    return path.as_uri()
+
+
+def _hex(value: bytes | None) -> str | None:
+    return value.hex() if value else None
+
+
+def _conda_artifact(pkg: rattler.CondaLockedBinaryPackage, lock_dir: Path) -> CondaArtifact:
+    # package_record, not repo_data_record(): the latter fails on paths relative to the lockfile.
+    record = pkg.package_record
+    if record is None:
+        raise LockfileError(f"package {pkg.name!r} has no record in the lockfile")
+    data = json.loads(record.to_json())
+    for key in _NOT_IN_REPODATA:
+        data.pop(key, None)
+    url = _location_to_url(pkg.location, lock_dir)
+    file_name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    if not file_name.endswith((".conda", ".tar.bz2")):
+        raise LockfileError(f"package {pkg.name!r}: {file_name!r} is not a .conda or .tar.bz2 archive")
+    return CondaArtifact(
+        name=record.name.normalized,
+        version=str(record.version),
+        build=str(record.build),
+        subdir=record.subdir,
+        file_name=file_name,
+        url=url,
+        sha256=_hex(record.sha256),
+        md5=_hex(record.md5),
+        size=record.size,
+        record=data,
+    )
+
+
+def _pypi_artifact(pkg: rattler.PypiLockedPackage, lock_dir: Path) -> PypiArtifact:
+    url = _location_to_url(pkg.location, lock_dir)
+    file_name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    hashes = pkg.hashes
+    return PypiArtifact(
+        name=pkg.name,
+        version=pkg.version,
+        file_name=file_name,
+        url=url,
+        sha256=_hex(hashes.sha256) if hashes else None,
+    )
+
+
+def build_plan(loaded: LoadedLockfile, environment: str, platform: str) -> PackPlan:
+    """The plan for one environment × platform, straight from the lockfile."""
+    env = loaded.lock.environment(environment)
+    if env is None:
+        names = ", ".join(loaded.environment_names()) or "none"
+        raise EnvironmentNotFoundError(
+            f"environment {environment!r} not found in {loaded.path.name}; it has: {names}", file=str(loaded.path)
+        )
+    platforms = {p.name: p for p in env.platforms()}
+    lock_platform = platforms.get(platform)
+    if lock_platform is None:
+        names = ", ".join(sorted(platforms)) or "none"
+        raise PlatformNotFoundError(
+            f"platform {platform!r} not found for environment {environment!r} in {loaded.path.name}; it has: {names}",
+            file=str(loaded.path),
+        )
+    plan = PackPlan(environment=environment, platform=platform, lockfile=loaded.path)
+    for pkg in env.packages(lock_platform) or []:
+        if isinstance(pkg, rattler.CondaLockedSourcePackage):
+            raise LockfileError(
+                f"package {pkg.name!r} is a source package ({pkg.location}); pixi-pack-ci packs built "
+                "packages only: build it (pixi publish, rattler-build) and add the result with --inject",
+                file=str(loaded.path),
+            )
+        if isinstance(pkg, rattler.CondaLockedBinaryPackage):
+            plan.conda.append(_conda_artifact(pkg, loaded.directory))
+        elif isinstance(pkg, rattler.PypiLockedPackage):
+            plan.pypi.append(_pypi_artifact(pkg, loaded.directory))
+        else:
+            raise LockfileError(f"package {pkg.name!r} has an entry kind pixi-pack-ci does not know", file=str(loaded.path))
+    return plan

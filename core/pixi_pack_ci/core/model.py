@@ -1,0 +1,201 @@
+"""The data that flows through a pack and an unpack, and that hooks receive.
+
+These are plain dataclasses so plugins can read and change them without importing py-rattler.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .redact import redact_url
+
+PackKind = Literal["tar", "directory", "stdout", "executable"]
+
+
+@dataclass
+class CondaArtifact:
+    """One conda package file that goes into ``channel/<subdir>/``."""
+
+    name: str
+    version: str
+    build: str
+    subdir: str
+    file_name: str
+    #: Where to get it: an http(s) URL, or a ``file://`` URL for local packages.
+    url: str
+    sha256: str | None
+    md5: str | None
+    size: int | None
+    #: The repodata record, exactly as it will be written into ``repodata.json`` (from the lockfile,
+    #: so repodata patches survive).
+    record: dict[str, Any]
+    #: Who put it in the plan: ``"lockfile"``, or the name of the plugin or flag that added it.
+    origin: str = "lockfile"
+
+    @property
+    def cache_key(self) -> str:
+        return f"{self.subdir}/{self.file_name}"
+
+    @property
+    def archive_path(self) -> str:
+        return f"channel/{self.subdir}/{self.file_name}"
+
+    def describe(self) -> str:
+        return f"{self.name}={self.version}={self.build}"
+
+
+@dataclass
+class PypiArtifact:
+    """One wheel that goes into ``pypi/``."""
+
+    name: str
+    version: str
+    file_name: str
+    url: str
+    sha256: str | None
+    size: int | None = None
+    origin: str = "lockfile"
+
+    @property
+    def cache_key(self) -> str:
+        return f"pypi/{self.file_name}"
+
+    @property
+    def archive_path(self) -> str:
+        return f"pypi/{self.file_name}"
+
+    @property
+    def md5(self) -> str | None:
+        return None
+
+    def describe(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+Artifact = CondaArtifact | PypiArtifact
+
+
+@dataclass
+class PackPlan:
+    """Everything one pack will contain, decided before anything is downloaded.
+
+    Plugins receive it in ``pixi_pack_ci_modify_plan`` and may add, remove or replace artifacts.
+    """
+
+    environment: str
+    platform: str
+    lockfile: Path
+    conda: list[CondaArtifact] = field(default_factory=list)
+    pypi: list[PypiArtifact] = field(default_factory=list)
+    #: Where the pack goes; ``None`` means standard output.
+    output: Path | None = None
+    kind: PackKind = "tar"
+    #: Messages for the user collected while planning (skipped entries, replacements, …).
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def artifacts(self) -> list[Artifact]:
+        return [*self.conda, *self.pypi]
+
+    @property
+    def download_size(self) -> int:
+        return sum(a.size or 0 for a in self.artifacts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "platform": self.platform,
+            "output": str(self.output) if self.output else "-",
+            "kind": self.kind,
+            "size": self.download_size,
+            "packages": [artifact_summary(a) for a in self.artifacts],
+            "notes": list(self.notes),
+        }
+
+
+def artifact_summary(artifact: Artifact) -> dict[str, Any]:
+    """A credential-free description of one artifact, for output, logs and provenance."""
+    summary: dict[str, Any] = {
+        "kind": "conda" if isinstance(artifact, CondaArtifact) else "pypi",
+        "name": artifact.name,
+        "version": artifact.version,
+        "file_name": artifact.file_name,
+        "url": redact_url(artifact.url),
+        "sha256": artifact.sha256,
+        "size": artifact.size,
+        "origin": artifact.origin,
+    }
+    if isinstance(artifact, CondaArtifact):
+        summary["build"] = artifact.build
+        summary["subdir"] = artifact.subdir
+    return summary
+
+
+@dataclass(frozen=True)
+class PackResult:
+    """A finished pack, as passed to ``pixi_pack_ci_packs_written``."""
+
+    environment: str
+    platform: str
+    kind: PackKind
+    #: The file or folder written; ``None`` when the pack went to standard output.
+    path: Path | None
+    #: sha256 of the written bytes (``None`` for a folder).
+    sha256: str | None
+    size: int
+    packages: tuple[dict[str, Any], ...]
+    lockfile: Path
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "platform": self.platform,
+            "kind": self.kind,
+            "path": str(self.path) if self.path else "-",
+            "sha256": self.sha256,
+            "size": self.size,
+            "package_count": len(self.packages),
+            "packages": list(self.packages),
+        }
+
+
+@dataclass(frozen=True)
+class UnpackResult:
+    """A finished unpack, as passed to ``pixi_pack_ci_unpacked``."""
+
+    prefix: Path
+    activation_script: Path
+    platform: str
+    packages: tuple[str, ...]
+    shell: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prefix": str(self.prefix),
+            "activation_script": str(self.activation_script),
+            "platform": self.platform,
+            "shell": self.shell,
+            "package_count": len(self.packages),
+            "packages": list(self.packages),
+        }
+
+
+@dataclass
+class PackOptions:
+    """What the user asked for; ``args`` keeps every parsed flag, plugin flags included."""
+
+    manifest_path: Path
+    environments: list[str]
+    platforms: list[str]
+    output: str | None = None
+    output_dir: Path | None = None
+    cache_dir: Path | None = None
+    config_path: Path | None = None
+    auth_file: Path | None = None
+    directory_only: bool = False
+    dry_run: bool = False
+    quiet: bool = False
+    args: argparse.Namespace = field(default_factory=argparse.Namespace)

@@ -1,0 +1,259 @@
+"""pack → environment: safe extraction, verification, ``rattler.install``, activation script."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+import rattler
+from rattler.platform import Platform
+
+from .activation import SHELLS, write_activation_script
+from .cache import file_digests
+from .errors import ArchiveError, TargetExistsError, UnpackError, UnsafeArchiveError
+from .layout import CHANNEL_DIR, METADATA_FILE, PYPI_DIR, PackMetadata, parse_metadata
+from .model import UnpackResult
+
+log = logging.getLogger("pixi_pack_ci")
+
+MAX_ENTRIES = 200_000
+CHUNK = 1 << 20
+
+
+@dataclass
+class ExtractedPack:
+    root: Path
+    #: sha256/md5 of every regular file, computed while extracting (empty for a folder pack).
+    digests: dict[str, tuple[str, str]]
+
+
+def _safe_member_path(name: str) -> PurePosixPath:
+    if not name or "\0" in name or "\\" in name:
+        raise UnsafeArchiveError(f"refusing archive entry with an invalid name: {name!r}")
+    path = PurePosixPath(name)
+    if path.is_absolute() or (len(name) > 1 and name[1] == ":"):
+        raise UnsafeArchiveError(f"refusing archive entry with an absolute path: {name!r}")
+    parts = [p for p in path.parts if p not in ("", ".")]
+    if not parts or any(p == ".." for p in parts):
+        raise UnsafeArchiveError(f"refusing archive entry that leaves the pack: {name!r}")
+    return PurePosixPath(*parts)
+
+
+def extract_pack(stream: BinaryIO, target: Path) -> ExtractedPack:
+    """Extract a pack from a (possibly non-seekable) stream, refusing anything but plain files and folders."""
+    digests: dict[str, tuple[str, str]] = {}
+    count = 0
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:
+                count += 1
+                if count > MAX_ENTRIES:
+                    raise UnsafeArchiveError(f"archive has more than {MAX_ENTRIES} entries; refusing it")
+                rel = _safe_member_path(member.name)
+                dest = target.joinpath(*rel.parts)
+                if member.isdir():
+                    _ensure_inside(target, dest)
+                    dest.mkdir(parents=True, exist_ok=True)
+                    continue
+                if not member.isreg():
+                    kind = "link" if (member.issym() or member.islnk()) else "special file"
+                    raise UnsafeArchiveError(f"refusing archive entry {member.name!r}: it is a {kind}")
+                if str(rel) == METADATA_FILE and member.size > 64 * 1024:
+                    raise UnsafeArchiveError(f"refusing {METADATA_FILE} of {member.size} bytes")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                _ensure_inside(target, dest)
+                if dest.exists() or dest.is_symlink():
+                    raise UnsafeArchiveError(f"refusing archive with a duplicate entry: {member.name!r}")
+                free = shutil.disk_usage(target).free
+                if member.size > free:
+                    raise UnpackError(f"not enough disk space for {member.name} ({member.size} bytes, {free} free)")
+                source = tar.extractfile(member)
+                assert source is not None
+                sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+                written = 0
+                with open(dest, "xb") as out:
+                    while chunk := source.read(CHUNK):
+                        out.write(chunk)
+                        sha.update(chunk)
+                        md5.update(chunk)
+                        written += len(chunk)
+                if written != member.size:
+                    raise ArchiveError(f"archive is truncated inside {member.name}")
+                digests[str(rel)] = (sha.hexdigest(), md5.hexdigest())
+    except tarfile.TarError as exc:
+        raise ArchiveError(f"not a valid pack archive: {exc}") from None
+    except EOFError:
+        raise ArchiveError("archive is truncated") from None
+    if count == 0:
+        raise ArchiveError("archive is empty")
+    return ExtractedPack(target, digests)
+
+
+def _ensure_inside(root: Path, path: Path) -> None:
+    # Parents created from earlier entries are real folders (links are refused), but check anyway.
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if real != real_root and not real.startswith(real_root + os.sep):
+        raise UnsafeArchiveError(f"refusing archive entry outside the target: {path}")
+
+
+def read_metadata(root: Path) -> PackMetadata:
+    path = root / METADATA_FILE
+    if path.is_symlink():
+        raise UnsafeArchiveError(f"{METADATA_FILE} is a symbolic link")
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(64 * 1024 + 1)
+    except FileNotFoundError:
+        raise ArchiveError(f"not a pixi-pack archive: {METADATA_FILE} is missing") from None
+    return parse_metadata(raw)
+
+
+def _load_records(root: Path, digests: dict[str, tuple[str, str]]) -> list[rattler.RepoDataRecord]:
+    channel = root / CHANNEL_DIR
+    if not channel.is_dir():
+        raise ArchiveError(f"not a pixi-pack archive: {CHANNEL_DIR}/ is missing")
+    records: list[rattler.RepoDataRecord] = []
+    for subdir in sorted(p for p in channel.iterdir() if p.is_dir()):
+        repodata_path = subdir / "repodata.json"
+        if not repodata_path.is_file():
+            continue
+        try:
+            raw = json.loads(repodata_path.read_bytes())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ArchiveError(f"{CHANNEL_DIR}/{subdir.name}/repodata.json is invalid: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ArchiveError(f"{CHANNEL_DIR}/{subdir.name}/repodata.json is not a JSON object")
+        entries: dict[str, object] = {}
+        for key in ("packages", "packages.conda"):
+            value = raw.get(key) or {}
+            if not isinstance(value, dict):
+                raise ArchiveError(f"{CHANNEL_DIR}/{subdir.name}/repodata.json: {key!r} must be an object")
+            entries.update(value)
+        for file_name, rec in entries.items():
+            if not isinstance(rec, dict) or "/" in file_name or file_name in ("", ".", ".."):
+                raise UnsafeArchiveError(f"repodata.json in {subdir.name} has an invalid entry {file_name!r}")
+            package = subdir / file_name
+            if package.is_symlink() or not package.is_file():
+                raise ArchiveError(f"package {file_name} is listed in repodata.json but missing from the pack")
+            rel = f"{CHANNEL_DIR}/{subdir.name}/{file_name}"
+            sha, md5 = digests.get(rel) or file_digests(package)
+            expected_sha, expected_md5 = rec.get("sha256"), rec.get("md5")
+            if expected_sha:
+                if str(expected_sha).lower() != sha:
+                    raise ArchiveError(f"package {file_name} does not match its sha256 in repodata.json; the pack is corrupt")
+            elif expected_md5:
+                if str(expected_md5).lower() != md5:
+                    raise ArchiveError(f"package {file_name} does not match its md5 in repodata.json; the pack is corrupt")
+            else:
+                raise ArchiveError(f"package {file_name} has no sha256 or md5 in repodata.json; refusing to install it")
+            record_json = dict(rec)
+            record_json.update({"fn": file_name, "url": package.as_uri(), "channel": channel.as_uri()})
+            records.append(_record_from_json(record_json, file_name))
+    if not records:
+        raise ArchiveError("the pack contains no conda packages")
+    return records
+
+
+def _record_from_json(data: dict[str, object], file_name: str) -> rattler.RepoDataRecord:
+    # py-rattler builds records from a repodata document; one tiny document per record keeps the
+    # exact fields (and repodata patches) of the pack without re-implementing the record schema.
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "repodata.json"
+        subdir = str(data.get("subdir") or "noarch")
+        path.write_text(json.dumps({"info": {"subdir": subdir}, "packages.conda": {file_name: data}}))
+        try:
+            repodata = rattler.RepoData.from_path(path)
+            channel_url = str(data["channel"])
+            (record,) = repodata.into_repo_data(rattler.Channel(channel_url))
+        except Exception as exc:
+            raise ArchiveError(f"repodata entry for {file_name} is invalid: {' '.join(str(exc).split())}") from None
+    record.url = str(data["url"])
+    return record
+
+
+@contextlib.contextmanager
+def _opened_source(source: str) -> Iterator[BinaryIO]:
+    if source == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        fh = open(source, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        raise UnpackError(f"pack does not exist: {source}") from None
+    except OSError as exc:
+        raise UnpackError(f"cannot read pack {source}: {exc.strerror}") from None
+    with fh:
+        yield fh
+
+
+def run_unpack(
+    source: str,
+    output_dir: Path,
+    env_name: str,
+    shell: str,
+    *,
+    force: bool = False,
+    quiet: bool = False,
+) -> UnpackResult:
+    if shell not in SHELLS:
+        raise UnpackError(f"unknown shell {shell!r}; choose one of: {', '.join(SHELLS)}")
+    if not env_name or "/" in env_name or "\\" in env_name or env_name in (".", ".."):
+        raise UnpackError(f"invalid environment name {env_name!r}")
+    output_dir = output_dir.absolute()
+    prefix = output_dir / env_name
+    script = output_dir / f"activate.{SHELLS[shell]}"
+    if prefix.exists() and not force and (not prefix.is_dir() or any(prefix.iterdir())):
+        raise TargetExistsError(f"{prefix} already exists; pass --force to replace it")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UnpackError(f"cannot create output directory {output_dir}: {exc.strerror}") from None
+
+    work = Path(tempfile.mkdtemp(prefix=".pixi-pack-ci-unpack-", dir=output_dir))
+    try:
+        if source != "-" and Path(source).is_dir():
+            pack = ExtractedPack(Path(source).absolute(), {})
+        else:
+            with _opened_source(source) as stream:
+                pack = extract_pack(stream, work / "pack")
+        metadata = read_metadata(pack.root)
+        current = str(Platform.current())
+        if metadata.platform != current:
+            raise UnpackError(f"the pack was created for {metadata.platform} but this machine is {current}")
+        records = _load_records(pack.root, pack.digests)
+        if (pack.root / PYPI_DIR).is_dir() and any((pack.root / PYPI_DIR).iterdir()):
+            raise UnpackError("this pack contains PyPI wheels, which this version of pixi-pack-ci cannot install yet")
+        if prefix.exists():
+            shutil.rmtree(prefix)
+        try:
+            asyncio.run(
+                rattler.install(
+                    records,
+                    prefix,
+                    cache_dir=work / "cache",
+                    execute_link_scripts=False,
+                    show_progress=not quiet and sys.stderr.isatty(),
+                    platform=rattler.Platform(metadata.platform),
+                )
+            )
+        except Exception as exc:
+            shutil.rmtree(prefix, ignore_errors=True)
+            raise UnpackError(f"could not install packages: {' '.join(str(exc).split())}") from None
+        write_activation_script(prefix, script, shell, metadata.platform)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    names = tuple(sorted(f"{r.name.normalized}={r.version}={r.build}" for r in records))
+    return UnpackResult(prefix=prefix, activation_script=script, platform=metadata.platform, packages=names, shell=shell)

@@ -1,0 +1,251 @@
+"""Test helpers: real conda packages, a real channel index, a real HTTP server on 127.0.0.1, real lockfiles.
+
+Packages are built with ``rattler_build.assemble_package`` and indexed with ``rattler.index``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import bz2
+import io
+import json
+import os
+import shutil
+import tarfile
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import rattler
+from rattler_build import ArchiveType, assemble_package
+
+#: A long prefix placeholder, so binary replacement has room for any test prefix.
+PLACEHOLDER = "/opt/pixi-pack-ci-build-prefix_" + "placehold_" * 20
+
+
+@dataclass
+class PackageSpec:
+    name: str
+    version: str = "1.0"
+    build: str = "0"
+    subdir: str = "linux-64"
+    depends: list[str] = field(default_factory=list)
+    archive: str = "conda"  # or "tar.bz2"
+    #: relative path → content; a str is text, bytes is binary
+    files: dict[str, str | bytes] = field(default_factory=dict)
+    #: relative path → symlink target
+    symlinks: dict[str, str] = field(default_factory=dict)
+    #: files whose content embeds PLACEHOLDER: relative path → "text" | "binary" (tar.bz2 only)
+    placeholders: dict[str, str] = field(default_factory=dict)
+    executable: tuple[str, ...] = ()
+    payload_size: int = 0  # extra incompressible bytes, for big packages
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name}-{self.version}-{self.build}.{self.archive}"
+
+
+def _add_placeholders(package: Path, placeholders: dict[str, str]) -> None:
+    """Record prefix placeholders in ``info/paths.json`` of a ``.tar.bz2`` package.
+
+    assemble_package detects prefixes only against its own random staging folder, which a test
+    cannot embed in a file beforehand; so the test writes a known placeholder and records it
+    here, exactly as conda-build/rattler-build would have.
+    """
+    with tarfile.open(package, "r:bz2") as src:
+        members = [(m, src.extractfile(m).read() if m.isreg() else None) for m in src.getmembers()]  # type: ignore[union-attr]
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as dst:
+        for member, data in members:
+            if member.name == "info/paths.json":
+                assert data is not None
+                paths = json.loads(data)
+                for entry in paths["paths"]:
+                    mode = placeholders.get(entry["_path"])
+                    if mode:
+                        entry["prefix_placeholder"] = PLACEHOLDER
+                        entry["file_mode"] = mode
+                data = json.dumps(paths, indent=2).encode()
+                member.size = len(data)
+            dst.addfile(member, io.BytesIO(data) if data is not None else None)
+    package.write_bytes(bz2.compress(out.getvalue()))
+
+
+def build_package(spec: PackageSpec, channel: Path, work: Path) -> Path:
+    files = work / f"files-{spec.name}-{spec.subdir}"
+    shutil.rmtree(files, ignore_errors=True)
+    files.mkdir(parents=True)
+    contents = dict(spec.files) or {f"share/{spec.name}/{spec.name}.txt": f"{spec.name} {spec.version}\n"}
+    if spec.payload_size:
+        contents[f"share/{spec.name}/payload.bin"] = os.urandom(spec.payload_size)
+    for rel, content in contents.items():
+        path = files / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(content)
+        else:
+            path.write_bytes(content)
+        if rel in spec.executable:
+            path.chmod(0o755)
+    for rel, target in spec.symlinks.items():
+        link = files / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, link)
+    out_dir = channel / spec.subdir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if spec.placeholders and spec.archive != "tar.bz2":
+        raise ValueError("placeholders are only supported for tar.bz2 test packages")
+    result = assemble_package(
+        name=spec.name,
+        version=spec.version,
+        target_platform=spec.subdir,
+        build_string=spec.build,
+        output_dir=out_dir,
+        files_dir=files,
+        depends=spec.depends,
+        noarch="generic" if spec.subdir == "noarch" else None,
+        archive_type=ArchiveType.TarBz2 if spec.archive == "tar.bz2" else ArchiveType.Conda,
+        compression_level=1,
+        detect_prefix=False,
+    )
+    if spec.placeholders:
+        _add_placeholders(result.path, spec.placeholders)
+    return result.path
+
+
+def build_channel(channel: Path, specs: list[PackageSpec], work: Path) -> None:
+    for spec in specs:
+        build_package(spec, channel, work)
+    (channel / "noarch").mkdir(parents=True, exist_ok=True)
+    asyncio.run(rattler.index.index_fs(channel, write_zst=False, write_shards=False, force=True))
+
+
+def channel_records(channel: Path, url: str) -> dict[str, list[rattler.RepoDataRecord]]:
+    """subdir → records, with URLs pointing at ``url`` (the channel's base URL)."""
+    out: dict[str, list[rattler.RepoDataRecord]] = {}
+    for repodata in sorted(channel.glob("*/repodata.json")):
+        records = rattler.RepoData.from_path(repodata).into_repo_data(rattler.Channel(url))
+        out[repodata.parent.name] = sorted(records, key=lambda r: r.file_name)
+    return out
+
+
+def write_lockfile(
+    path: Path,
+    environments: dict[str, dict[str, list[rattler.RepoDataRecord]]],
+    channel_url: str,
+) -> Path:
+    """A lockfile (current version) with ``environments``: env → platform → records."""
+    platforms = sorted({p for env in environments.values() for p in env})
+    lock = rattler.LockFile([rattler.LockPlatform(p) for p in platforms])
+    for env_name, by_platform in environments.items():
+        lock.set_channels(env_name, [rattler.LockChannel(channel_url)])
+        for platform, records in by_platform.items():
+            for record in records:
+                lock.add_conda_package(env_name, rattler.LockPlatform(platform), record)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock.to_path(path)
+    return path
+
+
+class ChannelServer:
+    """A real HTTP server on 127.0.0.1 serving a folder, with a request log and scripted faults.
+
+    ``faults[path]`` is a list of actions consumed one per request: ``"500"``, ``"503"``,
+    ``"404"``, ``"reset"`` (close without answering), ``"truncate"`` (half the body, then close),
+    ``"corrupt"`` (right length, wrong bytes). ``always_fail`` paths answer 500 forever.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.requests: Counter[str] = Counter()
+        self.faults: dict[str, list[str]] = {}
+        self.always_fail: set[str] = set()
+        self.required_auth: dict[str, str] = {}  # path prefix → expected Authorization header
+        self.headers_seen: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, directory=str(server.root), **kwargs)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                with server._lock:
+                    server.requests[path] += 1
+                    server.headers_seen.append(dict(self.headers))
+                    queue = server.faults.get(path)
+                    action = queue.pop(0) if queue else None
+                for prefix, expected in server.required_auth.items():
+                    if path.startswith(prefix) and self.headers.get("Authorization") != expected:
+                        self._status(401)
+                        return
+                if path in server.always_fail or action in ("500", "503", "404"):
+                    self._status(int(action or 500))
+                    return
+                if action == "reset":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                file = server.root / path.lstrip("/")
+                if not file.is_file():
+                    self._status(404)
+                    return
+                data = file.read_bytes()
+                if action == "corrupt":
+                    data = bytes(b ^ 0xFF for b in data[:64]) + data[64:]
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if action == "truncate":
+                    self.wfile.write(data[: len(data) // 2])
+                    self.close_connection = True
+                    self.wfile.flush()
+                    self.connection.shutdown(2)
+                    return
+                self.wfile.write(data)
+
+            def _status(self, code: int) -> None:
+                body = f"status {code}\n".encode()
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+
+    def start(self) -> ChannelServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.faults.clear()
+            self.always_fail.clear()
+            self.required_auth.clear()
+            self.headers_seen.clear()
+
+
+def basic_auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()

@@ -1,0 +1,101 @@
+"""Pack a generated environment from a real HTTP channel, unpack it, and use it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+from conftest import Project, run_cli
+from support import PLACEHOLDER
+
+
+def test_pack_unpack_roundtrip(project: Project, tmp_path: Path) -> None:
+    pack = tmp_path / "out" / "environment.tar"
+    proc = run_cli("pack", project.dir, "-p", "linux-64", "-o", pack, "--json", check=True)
+    result = json.loads(proc.stdout)["packs"][0]
+    assert result["path"] == str(pack)
+    assert result["package_count"] == len(project.linux_packages) >= 20
+
+    with tarfile.open(pack) as tar:
+        names = tar.getnames()
+    packed = sorted(n.rsplit("/", 1)[1] for n in names if n.endswith((".conda", ".tar.bz2")))
+    assert packed == project.linux_packages
+    assert any(n.endswith(".tar.bz2") for n in packed) and any(n.endswith(".conda") for n in packed)
+
+    target = tmp_path / "deploy"
+    run_cli("unpack", pack, "-o", target, check=True)
+    prefix = target / "env"
+
+    # every file of every package is present
+    for pkg_json in (prefix / "conda-meta").glob("*.json"):
+        for rel in json.loads(pkg_json.read_text())["files"]:
+            assert (prefix / rel).exists() or (prefix / rel).is_symlink(), rel
+    assert len(list((prefix / "conda-meta").glob("*.json"))) == len(project.linux_packages)
+
+    # text placeholders replaced by the new prefix
+    config = (prefix / "etc/placeholder-text/config.txt").read_text()
+    assert config == f"prefix={prefix}\ndata={prefix}/share\n"
+    assert PLACEHOLDER not in (prefix / "bin/where-am-i").read_text()
+    # binary placeholder replaced and NUL-padded to the same length
+    data = (prefix / "lib/placeholder-bin.dat").read_bytes()
+    original = b"\x7fELF\x00\x01" + PLACEHOLDER.encode() + b"/lib\x00tail\x00"
+    assert len(data) == len(original)
+    assert data.startswith(b"\x7fELF\x00\x01" + str(prefix).encode() + b"/lib\x00")
+    assert PLACEHOLDER.encode() not in data
+
+    # symlinks survive as symlinks
+    assert (prefix / "bin/tool-link").is_symlink()
+    assert (prefix / "bin/tool-link").resolve() == (prefix / "bin/real-tool").resolve()
+    assert (prefix / "lib/libsym.so").is_symlink()
+
+    # the activation script puts the env first and keeps the user's PATH, not the packer's
+    script = target / "activate.sh"
+    text = script.read_text()
+    assert str(prefix / "bin") in text
+    out = subprocess.run(
+        ["bash", "-c", f'source "{script}" && command -v hello-tool && hello-tool && where-am-i && echo "$CONDA_PREFIX"'],
+        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, check=True,
+    ).stdout.splitlines()
+    assert out == [str(prefix / "bin/hello-tool"), "hello from hello-tool", str(prefix), str(prefix)]
+
+
+def test_directory_pack_and_unpack(project: Project, tmp_path: Path) -> None:
+    folder = tmp_path / "packdir"
+    run_cli("pack", project.dir, "-p", "linux-64", "--directory-only", "-o", folder, check=True)
+    assert (folder / "pixi-pack.json").is_file()
+    assert (folder / "channel" / "linux-64" / "repodata.json").is_file()
+    run_cli("unpack", folder, "-o", tmp_path / "deploy", "-e", "custom", check=True)
+    assert (tmp_path / "deploy" / "custom" / "bin" / "hello-tool").exists()
+    # packing again into the same folder replaces it
+    run_cli("pack", project.dir, "-p", "linux-64", "--directory-only", "-o", folder, check=True)
+    assert not list(tmp_path.glob(".packdir*"))
+
+
+def test_stdout_stdin_roundtrip(project: Project, tmp_path: Path) -> None:
+    packed = run_cli("pack", project.dir, "-p", "linux-64", "-o", "-", "-q", check=True)
+    assert packed.stdout[:512].find(b"ustar ") == 257
+    run_cli("unpack", "-", "-o", tmp_path / "deploy", input=packed.stdout, check=True)
+    assert (tmp_path / "deploy" / "env" / "bin" / "hello-tool").exists()
+    assert (tmp_path / "deploy" / "activate.sh").exists()
+
+
+def test_other_shells(project: Project, tmp_path: Path) -> None:
+    pack = tmp_path / "e.tar"
+    run_cli("pack", project.dir, "-p", "linux-64", "-o", pack, check=True)
+    for shell, ext in (("fish", "fish"), ("powershell", "ps1"), ("zsh", "sh")):
+        target = tmp_path / shell
+        run_cli("unpack", pack, "-o", target, "-s", shell, check=True)
+        assert str(target / "env") in (target / f"activate.{ext}").read_text()
+
+
+def test_unpack_force_replaces_environment(project: Project, tmp_path: Path) -> None:
+    pack = tmp_path / "e.tar"
+    run_cli("pack", project.dir, "-p", "linux-64", "-o", pack, check=True)
+    target = tmp_path / "deploy"
+    run_cli("unpack", pack, "-o", target, check=True)
+    (target / "env" / "stray-file").write_text("x")
+    run_cli("unpack", pack, "-o", target, "--force", check=True)
+    assert not (target / "env" / "stray-file").exists()
+    assert (target / "env" / "bin" / "hello-tool").exists()
