@@ -40,7 +40,7 @@ def pixi_pack_ci_add_arguments(parser: argparse.ArgumentParser, command: str) ->
 def pixi_pack_ci_add_commands(subparsers: Any) -> None:
     """Register new subcommands (e.g. ``attest``, ``verify``).
 
-    ``subparsers`` is the ``argparse`` sub-parser action. A plugin adds its parser and sets
+    Called once while the CLI is built, after the core's own subcommands exist. ``subparsers`` is the ``argparse`` sub-parser action. A plugin adds its parser and sets
     ``handler=callable(args) -> int`` with ``set_defaults``; the CLI calls it and uses the
     returned int as exit code. Raise :class:`~pixi_pack_ci.core.errors.PixiPackError` for a
     clean one-line failure. Return value is ignored.

@@ -93,6 +93,8 @@ def extract_pack(stream: BinaryIO, target: Path) -> ExtractedPack:
                     raise ArchiveError(f"archive is truncated inside {member.name}")
                 digests[str(rel)] = (sha.hexdigest(), md5.hexdigest())
     except tarfile.TarError as exc:
+        if "unexpected end" in str(exc):
+            raise ArchiveError("archive is truncated (unexpected end of data)") from None
         raise ArchiveError(f"not a valid pack archive: {exc}") from None
     except EOFError:
         raise ArchiveError("archive is truncated") from None
