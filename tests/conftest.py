@@ -46,7 +46,7 @@ def demo_specs() -> list[PackageSpec]:
         ),
     ]
     for i in range(1, 13):
-        specs.append(PackageSpec(f"pkg{i:02d}", version=f"0.{i}", build=f"h{i:04x}_1",
+        specs.append(PackageSpec(f"pkg{i:02d}", version=f"0.{i}", build=f"h{i:04x}_0",
                                  archive="tar.bz2" if i % 3 == 0 else "conda"))
     specs.append(PackageSpec("noarch-data", subdir="noarch", files={"share/noarch-data/data.json": "{}\n"}))
     specs.append(PackageSpec("noarch-old", subdir="noarch", archive="tar.bz2"))

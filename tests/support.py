@@ -166,6 +166,7 @@ class ChannelServer:
         self.always_fail: set[str] = set()
         self.required_auth: dict[str, str] = {}  # path prefix → expected Authorization header
         self.headers_seen: list[dict[str, str]] = []
+        self.required_conda_token: str | None = None  # when set, every path must start with /t/<token>/
         self._lock = threading.Lock()
         server = self
 
@@ -180,6 +181,12 @@ class ChannelServer:
 
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
+                token = server.required_conda_token
+                if token is not None:
+                    if not path.startswith(f"/t/{token}/"):
+                        self._status(403)
+                        return
+                    path = path[len(f"/t/{token}") :]
                 with server._lock:
                     server.requests[path] += 1
                     server.headers_seen.append(dict(self.headers))
@@ -245,6 +252,7 @@ class ChannelServer:
             self.always_fail.clear()
             self.required_auth.clear()
             self.headers_seen.clear()
+            self.required_conda_token = None
 
 
 def basic_auth(user: str, password: str) -> str:

@@ -33,12 +33,12 @@ def test_transient_server_errors_are_retried(project: Project, tmp_path: Path) -
     server.faults = {
         "/linux-64/libgreet-1.2.3-h1234_0.conda": ["500", "reset"],
         "/noarch/noarch-data-1.0-0.conda": ["503", "truncate"],
-        "/linux-64/pkg03-0.3-h0003_1.tar.bz2": ["corrupt"],
+        "/linux-64/pkg03-0.3-h0003_0.tar.bz2": ["corrupt"],
     }
     run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "e.tar", check=True)
     assert server.requests["/linux-64/libgreet-1.2.3-h1234_0.conda"] == 3
     assert server.requests["/noarch/noarch-data-1.0-0.conda"] == 3
-    assert server.requests["/linux-64/pkg03-0.3-h0003_1.tar.bz2"] == 2
+    assert server.requests["/linux-64/pkg03-0.3-h0003_0.tar.bz2"] == 2
     run_cli("unpack", tmp_path / "e.tar", "-o", tmp_path / "deploy", check=True)
 
 

@@ -90,7 +90,7 @@ def test_plugin_hooks_through_entry_point(project: Project, tmp_path: Path, plug
     assert [e["event"] for e in events] == ["plan", "fetch", "written"]
     assert events[0]["count"] == len(project.linux_packages) - 1
     # the fetch hook served pkg01; the built-in HTTP fetcher never asked the server for it
-    assert project.channel.server.requests["/linux-64/pkg01-0.1-h0001_1.conda"] == 0
+    assert project.channel.server.requests["/linux-64/pkg01-0.1-h0001_0.conda"] == 0
     written = events[2]["packs"][0]
     assert written["path"] == str(pack) and written["size"] == pack.stat().st_size
     import hashlib
@@ -139,7 +139,7 @@ def test_plugin_can_be_blocked(project: Project, tmp_path: Path, plugin_env: dic
     run_cli("--disable-plugin", "demo", "pack", project.dir, "-p", "linux-64", "-o", tmp_path / "b.tar",
             env=plugin_env, check=True)
     assert _events(plugin_env) == []
-    assert project.channel.server.requests["/linux-64/pkg01-0.1-h0001_1.conda"] == 2
+    assert project.channel.server.requests["/linux-64/pkg01-0.1-h0001_0.conda"] == 2
 
 
 def test_hookspecs_are_documented() -> None:
