@@ -46,8 +46,11 @@ def demo_specs() -> list[PackageSpec]:
         ),
     ]
     for i in range(1, 13):
-        specs.append(PackageSpec(f"pkg{i:02d}", version=f"0.{i}", build=f"h{i:04x}_0",
-                                 archive="tar.bz2" if i % 3 == 0 else "conda"))
+        specs.append(
+            PackageSpec(
+                f"pkg{i:02d}", version=f"0.{i}", build=f"h{i:04x}_0", archive="tar.bz2" if i % 3 == 0 else "conda"
+            )
+        )
     specs.append(PackageSpec("noarch-data", subdir="noarch", files={"share/noarch-data/data.json": "{}\n"}))
     specs.append(PackageSpec("noarch-old", subdir="noarch", archive="tar.bz2"))
     for i in range(1, 5):
@@ -96,7 +99,11 @@ def make_project(directory: Path, channel: DemoChannel) -> Project:
     noarch = records.get("noarch", [])
     linux = records["linux-64"] + noarch
     envs = {
-        "default": {"linux-64": linux, "win-64": records["win-64"] + noarch, "osx-arm64": records["osx-arm64"] + noarch},
+        "default": {
+            "linux-64": linux,
+            "win-64": records["win-64"] + noarch,
+            "osx-arm64": records["osx-arm64"] + noarch,
+        },
         "prod": {"linux-64": [r for r in linux if r.name.normalized in ("hello-tool", "libgreet", "noarch-data")]},
     }
     directory.mkdir(parents=True, exist_ok=True)
@@ -110,13 +117,22 @@ def project(tmp_path: Path, channel: DemoChannel) -> Project:
     return make_project(tmp_path / "project", channel)
 
 
-def run_cli(*args: str | Path, cwd: Path | None = None, input: bytes | None = None,
-            env: dict[str, str] | None = None, check: bool = False) -> subprocess.CompletedProcess[bytes]:
+def run_cli(
+    *args: str | Path,
+    cwd: Path | None = None,
+    input: bytes | None = None,
+    env: dict[str, str] | None = None,
+    check: bool = False,
+) -> subprocess.CompletedProcess[bytes]:
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("PIXI_PACK_CI_DOWNLOAD_ATTEMPTS", "3")
     proc = subprocess.run(
         [sys.executable, "-m", "pixi_pack_ci.core", *map(str, args)],
-        cwd=cwd, input=input, capture_output=True, env=full_env, timeout=300,
+        cwd=cwd,
+        input=input,
+        capture_output=True,
+        env=full_env,
+        timeout=300,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"pixi-pack-ci {args} failed ({proc.returncode}):\n{proc.stderr.decode()}")

@@ -23,13 +23,32 @@ def test_bearer_token_from_auth_file(project: Project, tmp_path: Path) -> None:
     auth.write_text(json.dumps({"127.0.0.1": {"BearerToken": SECRET}}))
     line = assert_clean_error(run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "x.tar"), code=1)
     assert "answered 401" in line and "--auth-file" in line
-    proc = run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "e.tar", "--auth-file", auth, "-vv", "--json",
-                   check=True)
+    proc = run_cli(
+        "pack",
+        project.dir,
+        "-p",
+        "linux-64",
+        "-o",
+        tmp_path / "e.tar",
+        "--auth-file",
+        auth,
+        "-vv",
+        "--json",
+        check=True,
+    )
     assert SECRET not in _all_output(proc)
     assert SECRET.encode() not in (tmp_path / "e.tar").read_bytes()
     # the same through the environment variable rattler uses
-    run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "f.tar", env={"RATTLER_AUTH_FILE": str(auth)},
-            check=True)
+    run_cli(
+        "pack",
+        project.dir,
+        "-p",
+        "linux-64",
+        "-o",
+        tmp_path / "f.tar",
+        env={"RATTLER_AUTH_FILE": str(auth)},
+        check=True,
+    )
 
 
 def test_basic_auth_and_wildcard_host(project: Project, tmp_path: Path) -> None:
@@ -37,11 +56,17 @@ def test_basic_auth_and_wildcard_host(project: Project, tmp_path: Path) -> None:
     server.required_auth = {"/": basic_auth("ci-user", SECRET)}
     auth = tmp_path / "auth.json"
     # host/path prefix keys are matched too; the most specific key wins
-    auth.write_text(json.dumps({
-        "127.0.0.1/elsewhere": {"BearerToken": "wrong-token-xyz"},
-        "127.0.0.1": {"BasicHTTP": {"username": "ci-user", "password": SECRET}},
-    }))
-    proc = run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "e.tar", "--auth-file", auth, "-vv", check=True)
+    auth.write_text(
+        json.dumps(
+            {
+                "127.0.0.1/elsewhere": {"BearerToken": "wrong-token-xyz"},
+                "127.0.0.1": {"BasicHTTP": {"username": "ci-user", "password": SECRET}},
+            }
+        )
+    )
+    proc = run_cli(
+        "pack", project.dir, "-p", "linux-64", "-o", tmp_path / "e.tar", "--auth-file", auth, "-vv", check=True
+    )
     assert SECRET not in _all_output(proc)
 
 
@@ -50,7 +75,9 @@ def test_conda_token(project: Project, tmp_path: Path) -> None:
     server.required_conda_token = SECRET
     auth = tmp_path / "auth.json"
     auth.write_text(json.dumps({"127.0.0.1": {"CondaToken": SECRET}}))
-    proc = run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "e.tar", "--auth-file", auth, "-vv", check=True)
+    proc = run_cli(
+        "pack", project.dir, "-p", "linux-64", "-o", tmp_path / "e.tar", "--auth-file", auth, "-vv", check=True
+    )
     assert SECRET not in _all_output(proc)
     assert any(p.startswith("/linux-64/") for p in server.requests)
 
@@ -60,8 +87,9 @@ def test_credentials_in_lockfile_urls_are_used_and_never_shown(project: Project,
     server.required_auth = {"/": basic_auth("lockuser", SECRET)}
     authed_url = project.channel.url.replace("http://", f"http://lockuser:{SECRET}@")
     records = channel_records(project.channel.path, authed_url)
-    lock = write_lockfile(tmp_path / "p" / "pixi.lock", {"default": {"linux-64": records["linux-64"] + records["noarch"]}},
-                          authed_url)
+    lock = write_lockfile(
+        tmp_path / "p" / "pixi.lock", {"default": {"linux-64": records["linux-64"] + records["noarch"]}}, authed_url
+    )
     dry = run_cli("pack", lock.parent, "-p", "linux-64", "--dry-run", check=True)
     dry_json = run_cli("pack", lock.parent, "-p", "linux-64", "--dry-run", "--json", check=True)
     proc = run_cli("pack", lock.parent, "-p", "linux-64", "-o", tmp_path / "e.tar", "-vv", "--json", check=True)
@@ -77,11 +105,13 @@ def test_credentials_in_lockfile_urls_are_used_and_never_shown(project: Project,
 def test_mirror_from_config(project: Project, tmp_path: Path) -> None:
     upstream = "https://conda.invalid/my-channel/"
     records = channel_records(project.channel.path, upstream)
-    lock = write_lockfile(tmp_path / "p" / "pixi.lock", {"default": {"linux-64": records["linux-64"] + records["noarch"]}},
-                          upstream)
+    lock = write_lockfile(
+        tmp_path / "p" / "pixi.lock", {"default": {"linux-64": records["linux-64"] + records["noarch"]}}, upstream
+    )
     config = tmp_path / "config.toml"
-    config.write_text(f'[mirrors]\n"https://conda.invalid/my-channel" = ["{project.channel.url}"]\n'
-                      "[concurrency]\ndownloads = 4\n")
+    config.write_text(
+        f'[mirrors]\n"https://conda.invalid/my-channel" = ["{project.channel.url}"]\n[concurrency]\ndownloads = 4\n'
+    )
     run_cli("pack", lock.parent, "-p", "linux-64", "-o", tmp_path / "e.tar", "-c", config, check=True)
     assert project.channel.server.requests["/linux-64/libgreet-1.2.3-h1234_0.conda"] == 1
     run_cli("unpack", tmp_path / "e.tar", "-o", tmp_path / "deploy", check=True)
@@ -89,18 +119,27 @@ def test_mirror_from_config(project: Project, tmp_path: Path) -> None:
 
 def test_malformed_config_and_auth_files(project: Project, tmp_path: Path) -> None:
     cases = {
-        "config.toml": [("[mirrors\n", "not valid TOML"), ("mirrors = 3\n", "[mirrors] must be a table"),
-                        ('[mirrors]\n"https://a" = []\n', "non-empty list"),
-                        ('[mirrors]\n"ftp://a" = ["https://b"]\n', "not an http(s) or file URL"),
-                        ("[concurrency]\ndownloads = 0\n", "downloads must be a whole number")],
-        "auth.json": [("{", "not valid JSON"), ("[]", "must be a JSON object"),
-                      ('{"h": {"BearerToken": 3}}', "must be one of"), ('{"h": "tok"}', "must be one of")],
+        "config.toml": [
+            ("[mirrors\n", "not valid TOML"),
+            ("mirrors = 3\n", "[mirrors] must be a table"),
+            ('[mirrors]\n"https://a" = []\n', "non-empty list"),
+            ('[mirrors]\n"ftp://a" = ["https://b"]\n', "not an http(s) or file URL"),
+            ("[concurrency]\ndownloads = 0\n", "downloads must be a whole number"),
+        ],
+        "auth.json": [
+            ("{", "not valid JSON"),
+            ("[]", "must be a JSON object"),
+            ('{"h": {"BearerToken": 3}}', "must be one of"),
+            ('{"h": "tok"}', "must be one of"),
+        ],
     }
     for name, contents in cases.items():
         flag = "-c" if name == "config.toml" else "--auth-file"
         for content, message in contents:
             (tmp_path / name).write_text(content)
-            line = assert_clean_error(run_cli("pack", project.dir, flag, tmp_path / name, "-o", tmp_path / "e.tar"), code=2)
+            line = assert_clean_error(
+                run_cli("pack", project.dir, flag, tmp_path / name, "-o", tmp_path / "e.tar"), code=2
+            )
             assert message in line, (content, line)
     line = assert_clean_error(run_cli("pack", project.dir, "--auth-file", tmp_path / "missing.json"), code=2)
     assert "authentication file does not exist" in line
@@ -122,8 +161,10 @@ def test_local_packages_by_file_url_and_relative_path(project: Project, tmp_path
     # a relative path needs the record's identity spelled out in the packages list, as pixi writes it
     rel = "./local-channel/linux-64/hello-tool-1.0-0.conda"
     text = text.replace(hello, rel)
-    text = text.replace(f"\n- conda: {rel}\n",
-                        f"\n- conda: {rel}\n  name: hello-tool\n  version: '1.0'\n  build: '0'\n  subdir: linux-64\n")
+    text = text.replace(
+        f"\n- conda: {rel}\n",
+        f"\n- conda: {rel}\n  name: hello-tool\n  version: '1.0'\n  build: '0'\n  subdir: linux-64\n",
+    )
     proj.lockfile.write_text(text)
     run_cli("pack", proj.dir, "-p", "linux-64", "-o", tmp_path / "e.tar", check=True, cwd=tmp_path)
     requests = project.channel.server.requests

@@ -8,7 +8,6 @@ import tarfile
 from pathlib import Path
 
 from conftest import Project, run_cli
-
 from pixi_pack_ci.core.tarwriter import DETERMINISTIC_MTIME, DeterministicTarWriter
 
 
@@ -28,7 +27,10 @@ def test_file_list_and_order(project: Project, tmp_path: Path) -> None:
     assert names[-2:] == ["environment.yml", "pixi-pack.json"]
     top = {n.split("/")[0] for n in names}
     assert top == {"channel", "environment.yml", "pixi-pack.json"}  # no pypi/ without wheels
-    assert {n for n in names if n.count("/") == 1 and n.startswith("channel/")} == {"channel/linux-64", "channel/noarch"}
+    assert {n for n in names if n.count("/") == 1 and n.startswith("channel/")} == {
+        "channel/linux-64",
+        "channel/noarch",
+    }
     for m in members:
         assert m.mtime == DETERMINISTIC_MTIME and m.uid == 0 and m.gid == 0 and m.uname == "" and m.gname == ""
         assert m.mode == (0o755 if m.isdir() else 0o644)
@@ -72,19 +74,23 @@ def test_long_names_use_gnu_longlink(tmp_path: Path) -> None:
 def test_metadata_repodata_and_environment_yml(project: Project, tmp_path: Path) -> None:
     pack = _pack(project, tmp_path / "e.tar", "-p", "linux-64")
     with tarfile.open(pack) as tar:
+
         def read(name: str) -> bytes:
             return tar.extractfile(name).read()  # type: ignore[union-attr]
+
         metadata = read("pixi-pack.json")
         repodata_raw = read("channel/linux-64/repodata.json")
         env_yml = read("environment.yml").decode()
     assert metadata == b'{\n  "version": "1",\n  "pixi-pack-version": "0.7.10",\n  "platform": "linux-64"\n}'
     repodata = json.loads(repodata_raw)
     assert list(repodata) == ["info", "packages", "packages.conda", "repodata_version"]
-    assert repodata["info"] == {"subdir": "linux-64"} and repodata["packages"] == {} and repodata["repodata_version"] == 2
+    assert (
+        repodata["info"] == {"subdir": "linux-64"} and repodata["packages"] == {} and repodata["repodata_version"] == 2
+    )
     assert not repodata_raw.endswith(b"\n")
     conda = repodata["packages.conda"]
     assert any(k.endswith(".tar.bz2") for k in conda)  # .tar.bz2 also under packages.conda, as pixi-pack does
-    for file_name, record in conda.items():
+    for record in conda.values():
         assert list(record) == sorted(record)
         assert "fn" not in record and "url" not in record and "channel" not in record
         assert record["subdir"] == "linux-64" and len(record["sha256"]) == 64 and "depends" in record
@@ -98,7 +104,10 @@ def test_metadata_repodata_and_environment_yml(project: Project, tmp_path: Path)
 
 
 def test_repodata_keeps_lockfile_records_not_package_metadata(project: Project, tmp_path: Path) -> None:
-    """A repodata patch lives only in the lockfile; the pack must carry it (pixi-pack's test_includes_repodata_patches)."""
+    """A repodata patch lives only in the lockfile; the pack must carry it.
+
+    (pixi-pack's test_includes_repodata_patches.)
+    """
     text = project.lockfile.read_text()
     patched = text.replace("  - libgreet >=1\n", "  - libgreet >=1,<2.0a0\n", 1)
     assert patched != text
@@ -117,7 +126,10 @@ def test_cross_platform_packs(project: Project, tmp_path: Path) -> None:
             metadata = json.loads(tar.extractfile("pixi-pack.json").read())  # type: ignore[union-attr]
             repodata = json.loads(tar.extractfile(f"channel/{subdir}/repodata.json").read())  # type: ignore[union-attr]
         assert metadata["platform"] == platform
-        assert {n for n in names if n.count("/") == 1 and n.startswith("channel/")} == {f"channel/{subdir}", "channel/noarch"}
+        assert {n for n in names if n.count("/") == 1 and n.startswith("channel/")} == {
+            f"channel/{subdir}",
+            "channel/noarch",
+        }
         assert f"channel/{subdir}/{pkg}-1.0-0.conda" in names
         assert not any("linux-64" in n for n in names)
         assert repodata["info"]["subdir"] == subdir
@@ -134,6 +146,7 @@ def test_same_inputs_give_same_bytes(project: Project, tmp_path: Path) -> None:
     assert len(digests) == 1
     # and in a copy of the project elsewhere
     from conftest import make_project
+
     moved = make_project(tmp_path / "elsewhere" / "project", project.channel)
     fourth = _pack(moved, tmp_path / "d.tar", "-p", "linux-64")
     assert hashlib.sha256(fourth.read_bytes()).hexdigest() in digests

@@ -19,16 +19,29 @@ def _records(channel: DemoChannel) -> list:  # type: ignore[type-arg]
 def _legacy_lock(version: int, channel: DemoChannel) -> str:
     """The text pixi wrote for lock versions 4/5 (``kind: conda`` entries) and 6 (``conda: URL`` entries)."""
     recs = _records(channel)
-    lines = [f"version: {version}", "environments:", "  default:", "    channels:", f"    - url: {channel.url}",
-             "    packages:", "      linux-64:"]
+    lines = [
+        f"version: {version}",
+        "environments:",
+        "  default:",
+        "    channels:",
+        f"    - url: {channel.url}",
+        "    packages:",
+        "      linux-64:",
+    ]
     lines += [f"      - conda: {r.url}" for r in recs]
     lines.append("packages:")
     for r in recs:
         if version >= 6:
             lines.append(f"- conda: {r.url}")
         else:
-            lines += ["- kind: conda", f"  name: {r.name.normalized}", f"  version: '{r.version}'",
-                      f"  build: '{r.build}'", f"  subdir: {r.subdir}", f"  url: {r.url}"]
+            lines += [
+                "- kind: conda",
+                f"  name: {r.name.normalized}",
+                f"  version: '{r.version}'",
+                f"  build: '{r.build}'",
+                f"  subdir: {r.subdir}",
+                f"  url: {r.url}",
+            ]
         lines += [f"  build_number: {r.build_number}", f"  sha256: {r.sha256.hex()}", f"  md5: {r.md5.hex()}"]
         if r.depends:
             lines.append("  depends:")

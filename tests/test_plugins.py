@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import Project, run_cli
 
-PLUGIN = '''
+PLUGIN = """
 import json, os, shutil
 from pathlib import Path
 from pixi_pack_ci.core import hookimpl
@@ -58,7 +58,7 @@ def pixi_pack_ci_unpacked(result, options):
 @hookimpl
 def pixi_pack_ci_error(error, command):
     _log("error", message=str(error), command=command, file=error.file)
-'''
+"""
 
 
 def _install_plugin(site: Path, name: str, module: str, source: str) -> None:
@@ -84,7 +84,9 @@ def _events(env: dict[str, str]) -> list[dict]:  # type: ignore[type-arg]
 
 def test_plugin_hooks_through_entry_point(project: Project, tmp_path: Path, plugin_env: dict[str, str]) -> None:
     pack = tmp_path / "e.tar"
-    proc = run_cli("pack", project.dir, "-p", "linux-64", "-o", pack, "--demo-drop", "pkg12", env=plugin_env, check=True)
+    proc = run_cli(
+        "pack", project.dir, "-p", "linux-64", "-o", pack, "--demo-drop", "pkg12", env=plugin_env, check=True
+    )
     assert "demo dropped ['pkg12']" in proc.stderr.decode()
     events = _events(plugin_env)
     assert [e["event"] for e in events] == ["plan", "fetch", "written"]
@@ -94,14 +96,18 @@ def test_plugin_hooks_through_entry_point(project: Project, tmp_path: Path, plug
     written = events[2]["packs"][0]
     assert written["path"] == str(pack) and written["size"] == pack.stat().st_size
     import hashlib
+
     assert written["sha256"] == hashlib.sha256(pack.read_bytes()).hexdigest()
     assert "pkg12" not in written["names"] and "pkg01" in written["names"]
     with tarfile.open(pack) as tar:
         assert not any("pkg12" in n for n in tar.getnames())
 
     run_cli("unpack", pack, "-o", tmp_path / "deploy", env=plugin_env, check=True)
-    assert _events(plugin_env)[-1] == {"event": "unpacked", "prefix": str(tmp_path / "deploy" / "env"),
-                                       "packages": len(project.linux_packages) - 1}
+    assert _events(plugin_env)[-1] == {
+        "event": "unpacked",
+        "prefix": str(tmp_path / "deploy" / "env"),
+        "packages": len(project.linux_packages) - 1,
+    }
     assert run_cli("demo-hello", env=plugin_env, check=True).stdout == b"hello from demo\n"
 
 
@@ -113,8 +119,9 @@ def test_plugin_sees_errors(project: Project, plugin_env: dict[str, str]) -> Non
 
 
 def test_dry_run_applies_plan_hooks_without_downloading(project: Project, plugin_env: dict[str, str]) -> None:
-    proc = run_cli("pack", project.dir, "-p", "linux-64", "--dry-run", "--json", "--demo-drop", "pkg02",
-                   env=plugin_env, check=True)
+    proc = run_cli(
+        "pack", project.dir, "-p", "linux-64", "--dry-run", "--json", "--demo-drop", "pkg02", env=plugin_env, check=True
+    )
     data = json.loads(proc.stdout)
     names = {p["name"] for p in data["packs"][0]["packages"]}
     assert "pkg02" not in names and "hello-tool" in names
@@ -134,10 +141,28 @@ def test_broken_plugin_is_reported_not_fatal(project: Project, tmp_path: Path, p
 
 
 def test_plugin_can_be_blocked(project: Project, tmp_path: Path, plugin_env: dict[str, str]) -> None:
-    run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "a.tar",
-            env={**plugin_env, "PIXI_PACK_CI_DISABLE_PLUGINS": "demo"}, check=True)
-    run_cli("--disable-plugin", "demo", "pack", project.dir, "-p", "linux-64", "-o", tmp_path / "b.tar",
-            env=plugin_env, check=True)
+    run_cli(
+        "pack",
+        project.dir,
+        "-p",
+        "linux-64",
+        "-o",
+        tmp_path / "a.tar",
+        env={**plugin_env, "PIXI_PACK_CI_DISABLE_PLUGINS": "demo"},
+        check=True,
+    )
+    run_cli(
+        "--disable-plugin",
+        "demo",
+        "pack",
+        project.dir,
+        "-p",
+        "linux-64",
+        "-o",
+        tmp_path / "b.tar",
+        env=plugin_env,
+        check=True,
+    )
     assert _events(plugin_env) == []
     assert project.channel.server.requests["/linux-64/pkg01-0.1-h0001_0.conda"] == 2
 

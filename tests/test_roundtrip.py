@@ -55,8 +55,15 @@ def test_pack_unpack_roundtrip(project: Project, tmp_path: Path) -> None:
     text = script.read_text()
     assert str(prefix / "bin") in text
     out = subprocess.run(
-        ["bash", "-c", f'source "{script}" && command -v hello-tool && hello-tool && where-am-i && echo "$CONDA_PREFIX"'],
-        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, check=True,
+        [
+            "bash",
+            "-c",
+            f'source "{script}" && command -v hello-tool && hello-tool && where-am-i && echo "$CONDA_PREFIX"',
+        ],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        check=True,
     ).stdout.splitlines()
     assert out == [str(prefix / "bin/hello-tool"), "hello from hello-tool", str(prefix), str(prefix)]
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import PixiPackError  # noqa: E402
-from .hookspecs import hookimpl  # noqa: E402
-from .model import (  # noqa: E402
+from .errors import PixiPackError
+from .hookspecs import hookimpl
+from .model import (
     CondaArtifact,
     PackOptions,
     PackPlan,

@@ -69,33 +69,84 @@ def build_parser(pm: PluginManager) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     pack = sub.add_parser("pack", help="pack a pixi.lock environment into an archive")
-    pack.add_argument("manifest_path", nargs="?", default=".", metavar="MANIFEST_PATH",
-                      help="pixi.toml, pyproject.toml or project folder (default: .); pixi.lock is read beside it")
-    pack.add_argument("-e", "--environment", action="append", dest="environments", metavar="ENV",
-                      help="environment to pack (repeatable; default: default)")
-    pack.add_argument("-p", "--platform", action="append", dest="platforms", type=_platform, metavar="PLATFORM",
-                      help=f"target platform (repeatable; default: this machine's, {Platform.current()})")
-    pack.add_argument("-o", "--output", "--output-file", dest="output", metavar="OUTPUT",
-                      help="pack file or folder (default: environment.tar); - writes the tar to stdout")
-    pack.add_argument("--output-dir", type=Path, metavar="DIR",
-                      help="folder for several packs, named <env>-<platform>.tar")
-    pack.add_argument("--use-cache", type=Path, dest="cache_dir", metavar="DIR",
-                      help="download cache shared between runs (pixi-pack layout, verified)")
-    pack.add_argument("-c", "--config", type=Path, metavar="CONFIG", help="pixi/rattler config TOML ([mirrors], [concurrency])")
-    pack.add_argument("--auth-file", type=Path, metavar="FILE", help="rattler credentials JSON (default: $RATTLER_AUTH_FILE)")
+    pack.add_argument(
+        "manifest_path",
+        nargs="?",
+        default=".",
+        metavar="MANIFEST_PATH",
+        help="pixi.toml, pyproject.toml or project folder (default: .); pixi.lock is read beside it",
+    )
+    pack.add_argument(
+        "-e",
+        "--environment",
+        action="append",
+        dest="environments",
+        metavar="ENV",
+        help="environment to pack (repeatable; default: default)",
+    )
+    pack.add_argument(
+        "-p",
+        "--platform",
+        action="append",
+        dest="platforms",
+        type=_platform,
+        metavar="PLATFORM",
+        help=f"target platform (repeatable; default: this machine's, {Platform.current()})",
+    )
+    pack.add_argument(
+        "-o",
+        "--output",
+        "--output-file",
+        dest="output",
+        metavar="OUTPUT",
+        help="pack file or folder (default: environment.tar); - writes the tar to stdout",
+    )
+    pack.add_argument(
+        "--output-dir", type=Path, metavar="DIR", help="folder for several packs, named <env>-<platform>.tar"
+    )
+    pack.add_argument(
+        "--use-cache",
+        type=Path,
+        dest="cache_dir",
+        metavar="DIR",
+        help="download cache shared between runs (pixi-pack layout, verified)",
+    )
+    pack.add_argument(
+        "-c", "--config", type=Path, metavar="CONFIG", help="pixi/rattler config TOML ([mirrors], [concurrency])"
+    )
+    pack.add_argument(
+        "--auth-file", type=Path, metavar="FILE", help="rattler credentials JSON (default: $RATTLER_AUTH_FILE)"
+    )
     pack.add_argument("--directory-only", action="store_true", help="write the pack as a folder, not a tar")
     pack.add_argument("--dry-run", action="store_true", help="show what would be packed; download nothing")
     _add_common(pack)
     pm.hook.pixi_pack_ci_add_arguments(parser=pack, command="pack")
 
     unpack = sub.add_parser("unpack", help="create an environment from a pack")
-    unpack.add_argument("pack", nargs="?", default="environment.tar", metavar="PACK",
-                        help="pack file, pack folder, or - for stdin (default: environment.tar)")
-    unpack.add_argument("-o", "--output-directory", dest="output_directory", type=Path, default=Path("."), metavar="DIR",
-                        help="where the env folder and activation script go (default: .)")
+    unpack.add_argument(
+        "pack",
+        nargs="?",
+        default="environment.tar",
+        metavar="PACK",
+        help="pack file, pack folder, or - for stdin (default: environment.tar)",
+    )
+    unpack.add_argument(
+        "-o",
+        "--output-directory",
+        dest="output_directory",
+        type=Path,
+        default=Path("."),
+        metavar="DIR",
+        help="where the env folder and activation script go (default: .)",
+    )
     unpack.add_argument("-e", "--env-name", default="env", metavar="NAME", help="name of the env folder (default: env)")
-    unpack.add_argument("-s", "--shell", choices=sorted(SHELLS), default=default_shell(),
-                        help=f"activation script flavour (default: {default_shell()})")
+    unpack.add_argument(
+        "-s",
+        "--shell",
+        choices=sorted(SHELLS),
+        default=default_shell(),
+        help=f"activation script flavour (default: {default_shell()})",
+    )
     unpack.add_argument("--force", action="store_true", help="replace an existing environment")
     _add_common(unpack)
     pm.hook.pixi_pack_ci_add_arguments(parser=unpack, command="unpack")
@@ -145,8 +196,10 @@ def _cmd_pack(args: argparse.Namespace, pm: PluginManager) -> int:
             _print_json({"dry_run": True, "packs": [p.to_json() for p in plans]})
             return 0
         for plan in plans:
-            print(f"{plan.environment} on {plan.platform} → {plan.output or 'stdout'}: "
-                  f"{len(plan.artifacts)} packages, {_human_size(plan.download_size)} to download")
+            print(
+                f"{plan.environment} on {plan.platform} → {plan.output or 'stdout'}: "
+                f"{len(plan.artifacts)} packages, {_human_size(plan.download_size)} to download"
+            )
             for a in plan.artifacts:
                 print(scrub(f"  {a.describe():<50} {_human_size(a.size or 0):>10}  {a.url}"))
             for note in plan.notes:
@@ -158,8 +211,10 @@ def _cmd_pack(args: argparse.Namespace, pm: PluginManager) -> int:
         for r in results:
             where = r.path if r.path else "standard output"
             digest = f", sha256 {r.sha256}" if r.sha256 else ""
-            print(f"📦 Created pack at {where} ({_human_size(r.size)}, {len(r.packages)} packages{digest})",
-                  file=sys.stderr if r.path is None else sys.stdout)
+            print(
+                f"📦 Created pack at {where} ({_human_size(r.size)}, {len(r.packages)} packages{digest})",
+                file=sys.stderr if r.path is None else sys.stdout,
+            )
     return 0
 
 
@@ -169,8 +224,10 @@ def _cmd_unpack(args: argparse.Namespace, pm: PluginManager) -> int:
     if args.json:
         _print_json(result.to_json())
     elif not args.quiet:
-        print(f"💫 Unpacked {len(result.packages)} packages to {result.prefix}; "
-              f"activate with: source {result.activation_script}")
+        print(
+            f"💫 Unpacked {len(result.packages)} packages to {result.prefix}; "
+            f"activate with: source {result.activation_script}"
+        )
     return 0
 
 
@@ -179,8 +236,10 @@ def _cmd_inspect(args: argparse.Namespace, pm: PluginManager) -> int:
     if args.json:
         _print_json(summary)
         return 0
-    print(f"platform: {summary['platform']}  format: {summary['format_version']}  "
-          f"packages: {summary['package_count']}  size: {_human_size(summary['size'])}")
+    print(
+        f"platform: {summary['platform']}  format: {summary['format_version']}  "
+        f"packages: {summary['package_count']}  size: {_human_size(summary['size'])}"
+    )
     for p in summary["packages"]:
         label = f"{p.get('name')}={p.get('version')}={p.get('build')}" if p["kind"] == "conda" else p["file_name"]
         print(f"  {p['kind']:<6} {label:<50} {_human_size(p.get('size') or 0):>10}")
@@ -235,8 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("PIXI_PACK_CI_DEBUG"):
             raise
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
-        print(scrub(f"{PROG}: internal error: {detail} (set PIXI_PACK_CI_DEBUG=1 for a traceback and please report it)"),
-              file=sys.stderr)
+        print(
+            scrub(f"{PROG}: internal error: {detail} (set PIXI_PACK_CI_DEBUG=1 for a traceback and please report it)"),
+            file=sys.stderr,
+        )
         return 1
 
 

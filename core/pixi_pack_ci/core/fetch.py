@@ -90,7 +90,7 @@ class FetchContext:
                 best = prefix
         if not best:
             return [url]
-        rest = url[len(best):]
+        rest = url[len(best) :]
         return [mirror + rest for mirror in self.config.mirrors[best]]
 
     def advance(self, nbytes: int) -> None:
@@ -163,12 +163,16 @@ class HttpFetcherPlugin:
         shown = redact_url(url)
         written = 0
         try:
-            with context.client.stream("GET", request_url, headers=headers, auth=basic or httpx.USE_CLIENT_DEFAULT) as resp:
+            with context.client.stream(
+                "GET", request_url, headers=headers, auth=basic or httpx.USE_CLIENT_DEFAULT
+            ) as resp:
                 if resp.status_code >= 500 or resp.status_code in (408, 429):
                     raise TransientFetchError(f"{shown}: server answered {resp.status_code}")
                 if resp.status_code >= 400:
                     hint = " (check --auth-file / RATTLER_AUTH_FILE)" if resp.status_code in (401, 403) else ""
-                    raise DownloadError(f"could not download {artifact.file_name}: {shown} answered {resp.status_code}{hint}")
+                    raise DownloadError(
+                        f"could not download {artifact.file_name}: {shown} answered {resp.status_code}{hint}"
+                    )
                 expected = resp.headers.get("Content-Length")
                 with destination.open("wb") as fh:
                     writer = _HashingWriter(fh)

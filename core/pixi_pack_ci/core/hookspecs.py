@@ -40,7 +40,8 @@ def pixi_pack_ci_add_arguments(parser: argparse.ArgumentParser, command: str) ->
 def pixi_pack_ci_add_commands(subparsers: Any) -> None:
     """Register new subcommands (e.g. ``attest``, ``verify``).
 
-    Called once while the CLI is built, after the core's own subcommands exist. ``subparsers`` is the ``argparse`` sub-parser action. A plugin adds its parser and sets
+    Called once while the CLI is built, after the core's own subcommands exist.
+    ``subparsers`` is the ``argparse`` sub-parser action. A plugin adds its parser and sets
     ``handler=callable(args) -> int`` with ``set_defaults``; the CLI calls it and uses the
     returned int as exit code. Raise :class:`~pixi_pack_ci.core.errors.PixiPackError` for a
     clean one-line failure. Return value is ignored.
@@ -51,7 +52,7 @@ def pixi_pack_ci_add_commands(subparsers: Any) -> None:
 def pixi_pack_ci_modify_plan(plan: PackPlan, options: PackOptions) -> None:
     """Change what one pack will contain, before anything is downloaded.
 
-    Called once per environment × platform after the lockfile is read, and also for
+    Called once per environment and platform after the lockfile is read, and also for
     ``--dry-run``. Mutate ``plan`` in place: add, remove or replace entries of ``plan.conda`` and
     ``plan.pypi`` and append user-facing messages to ``plan.notes``. Raise ``PixiPackError`` to
     stop the pack with a one-line message. Return value is ignored.

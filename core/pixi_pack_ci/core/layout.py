@@ -33,7 +33,9 @@ def _pretty_json(data: Any) -> bytes:
 
 
 def metadata_json(platform: str) -> bytes:
-    return _pretty_json({"version": FORMAT_VERSION, "pixi-pack-version": PIXI_PACK_COMPAT_VERSION, "platform": platform})
+    return _pretty_json(
+        {"version": FORMAT_VERSION, "pixi-pack-version": PIXI_PACK_COMPAT_VERSION, "platform": platform}
+    )
 
 
 def repodata_json(subdir: str, packages: list[CondaArtifact]) -> bytes:

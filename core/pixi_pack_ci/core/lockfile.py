@@ -62,7 +62,7 @@ def _location_to_url(location: str, lock_dir: Path) -> str:
     if scheme in ("http", "https", "file", "s3", "gcs", "oci"):
         return location
     if location.startswith("direct+"):
-        return location[len("direct+"):]
+        return location[len("direct+") :]
     path = Path(unquote(location))
     if not path.is_absolute():
         path = (lock_dir / path).resolve()
@@ -113,7 +113,7 @@ def _pypi_artifact(pkg: rattler.PypiLockedPackage, lock_dir: Path) -> PypiArtifa
 
 
 def build_plan(loaded: LoadedLockfile, environment: str, platform: str) -> PackPlan:
-    """The plan for one environment × platform, straight from the lockfile."""
+    """The plan for one environment and platform, straight from the lockfile."""
     env = loaded.lock.environment(environment)
     if env is None:
         names = ", ".join(loaded.environment_names()) or "none"
@@ -141,5 +141,7 @@ def build_plan(loaded: LoadedLockfile, environment: str, platform: str) -> PackP
         elif isinstance(pkg, rattler.PypiLockedPackage):
             plan.pypi.append(_pypi_artifact(pkg, loaded.directory))
         else:
-            raise LockfileError(f"package {pkg.name!r} has an entry kind pixi-pack-ci does not know", file=str(loaded.path))
+            raise LockfileError(
+                f"package {pkg.name!r} has an entry kind pixi-pack-ci does not know", file=str(loaded.path)
+            )
     return plan

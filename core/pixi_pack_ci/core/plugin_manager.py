@@ -38,11 +38,8 @@ class PluginManager(pluggy.PluginManager):
 
     def load_entry_points(self, blocked: set[str] | None = None) -> None:
         blocked = set(blocked or ())
-        for name in self.list_name_plugin():
-            if name[0] in blocked:
-                self.unregister(name=name[0])
         for name in blocked:
-            self.set_blocked(name)
+            self.set_blocked(name)  # also unregisters it if a built-in of that name is present
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             if self.is_blocked(ep.name) or self.has_plugin(ep.name):
                 continue

@@ -7,8 +7,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 # A conda token lives in the path as /t/<token>/ (anaconda.org, quetz, prefix.dev style).
 _CONDA_TOKEN = re.compile(r"/t/[^/]+(?=/|$)")
-_SECRET_QUERY_KEYS = ("token", "access_token", "auth", "key", "signature", "sig", "password", "x-amz-signature",
-                      "x-amz-credential", "x-amz-security-token")
+_SECRET_QUERY_KEYS = (
+    "token",
+    "access_token",
+    "auth",
+    "key",
+    "signature",
+    "sig",
+    "password",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+)
 
 
 def redact_url(url: str) -> str:

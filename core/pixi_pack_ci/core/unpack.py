@@ -155,10 +155,14 @@ def _load_records(root: Path, digests: dict[str, tuple[str, str]]) -> list[rattl
             expected_sha, expected_md5 = rec.get("sha256"), rec.get("md5")
             if expected_sha:
                 if str(expected_sha).lower() != sha:
-                    raise ArchiveError(f"package {file_name} does not match its sha256 in repodata.json; the pack is corrupt")
+                    raise ArchiveError(
+                        f"package {file_name} does not match its sha256 in repodata.json; the pack is corrupt"
+                    )
             elif expected_md5:
                 if str(expected_md5).lower() != md5:
-                    raise ArchiveError(f"package {file_name} does not match its md5 in repodata.json; the pack is corrupt")
+                    raise ArchiveError(
+                        f"package {file_name} does not match its md5 in repodata.json; the pack is corrupt"
+                    )
             else:
                 raise ArchiveError(f"package {file_name} has no sha256 or md5 in repodata.json; refusing to install it")
             record_json = dict(rec)
@@ -258,4 +262,6 @@ def run_unpack(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     names = tuple(sorted(f"{r.name.normalized}={r.version}={r.build}" for r in records))
-    return UnpackResult(prefix=prefix, activation_script=script, platform=metadata.platform, packages=names, shell=shell)
+    return UnpackResult(
+        prefix=prefix, activation_script=script, platform=metadata.platform, packages=names, shell=shell
+    )

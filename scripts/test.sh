@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Set up a venv with pixi-pack-ci and its test tools, then lint, type-check and run the tests.
+# Offline-safe: everything comes from PyPI. Extra pytest arguments are passed through.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+venv="${PIXI_PACK_CI_VENV:-$root/.venv}"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
+echo "== ruff"
+"$venv/bin/ruff" check core plugins hatch_plugin tests examples bench
+echo "== mypy --strict core"
+"$venv/bin/mypy" --strict core/pixi_pack_ci/core
+echo "== pytest"
+PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest -q "$@"
