@@ -11,7 +11,7 @@ fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
 echo "== ruff"
-"$venv/bin/ruff" check core plugins hatch_plugin tests examples bench
+"$venv/bin/ruff" check core plugins hatch_plugin tests examples
 echo "== mypy --strict core"
 "$venv/bin/mypy" --strict core/pixi_pack_ci/core
 echo "== pytest"

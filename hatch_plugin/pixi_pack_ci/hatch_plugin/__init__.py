@@ -1,0 +1,1 @@
+"""hatch integration of pixi-pack-ci (builder and build hook), registered through hatch's entry points."""
