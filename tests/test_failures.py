@@ -181,3 +181,18 @@ def test_bad_flags_are_usage_errors(project: Project, tmp_path: Path) -> None:
     line = assert_clean_error(run_cli("unpack", tmp_path / "missing.tar"), code=1)
     assert "pack does not exist" in line
     assert run_cli("inspect", "--help").returncode == 0
+
+
+def test_md5_is_checked_when_there_is_no_sha256(project: Project, tmp_path: Path) -> None:
+    lines = project.lockfile.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("- conda: ") and "libgreet" in line)
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("- "))
+    block = [line for line in lines[start:end] if not line.strip().startswith("sha256:")]
+    good = lines[:start] + block + lines[end:]
+    project.lockfile.write_text("\n".join(good) + "\n")
+    run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "ok.tar", check=True)
+    bad = [("  md5: " + "f" * 32) if line.strip().startswith("md5:") else line for line in block]
+    project.lockfile.write_text("\n".join(lines[:start] + bad + lines[end:]) + "\n")
+    line = assert_clean_error(run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "bad.tar"), code=1)
+    assert "checksum mismatch for libgreet-1.2.3-h1234_0.conda" in line and "f" * 32 in line
+    assert not (tmp_path / "bad.tar").exists()
