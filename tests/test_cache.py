@@ -28,9 +28,24 @@ def test_concurrent_packs_share_one_cache(project: Project, tmp_path: Path) -> N
     cache = tmp_path / "cache"
     env = {**os.environ, "PIXI_PACK_CI_DOWNLOAD_ATTEMPTS": "3"}
     procs = [
-        subprocess.Popen([sys.executable, "-m", "pixi_pack_ci.core", "pack", str(project.dir), "-p", "linux-64",
-                          "-o", str(tmp_path / f"p{i}.tar"), "--use-cache", str(cache), "-q"],
-                         env=env, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pixi_pack_ci.core",
+                "pack",
+                str(project.dir),
+                "-p",
+                "linux-64",
+                "-o",
+                str(tmp_path / f"p{i}.tar"),
+                "--use-cache",
+                str(cache),
+                "-q",
+            ],
+            env=env,
+            stderr=subprocess.PIPE,
+        )
         for i in range(4)
     ]
     for proc in procs:
