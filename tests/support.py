@@ -257,3 +257,56 @@ class ChannelServer:
 
 def basic_auth(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def build_wheel(
+    directory: Path,
+    name: str,
+    version: str,
+    modules: dict[str, str],
+    console_scripts: dict[str, str] | None = None,
+    tag: str = "py3-none-any",
+) -> Path:
+    """A minimal, valid wheel (PEP 427): modules, dist-info METADATA/WHEEL/RECORD, entry points."""
+    import hashlib
+    import zipfile
+
+    dist = name.replace("-", "_")
+    info = f"{dist}-{version}.dist-info"
+    files: dict[str, bytes] = {f"{mod}.py": src.encode() for mod, src in modules.items()}
+    files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    files[f"{info}/WHEEL"] = (
+        f"Wheel-Version: 1.0\nGenerator: pixi-pack-ci-tests\nRoot-Is-Purelib: true\nTag: {tag}\n".encode()
+    )
+    if console_scripts:
+        lines = "".join(f"{k} = {v}\n" for k, v in console_scripts.items())
+        files[f"{info}/entry_points.txt"] = f"[console_scripts]\n{lines}".encode()
+
+    def digest(data: bytes) -> str:
+        return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+    record = "".join(f"{path},{digest(data)},{len(data)}\n" for path, data in files.items()) + f"{info}/RECORD,,\n"
+    files[f"{info}/RECORD"] = record.encode()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{dist}-{version}-{tag}.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for arcname, data in files.items():
+            zf.writestr(zipfile.ZipInfo(arcname, date_time=(2026, 1, 1, 0, 0, 0)), data)
+    return path
+
+
+def add_pypi_hashes(lock_path: Path, hashes: dict[str, str]) -> None:
+    """py-rattler's add_pypi_package takes no hash; add ``sha256:`` to the given pypi entries, as pixi writes them."""
+    out: list[str] = []
+    lines = lock_path.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        out.append(line)
+        i += 1
+        if line.startswith("- pypi: ") and line[len("- pypi: ") :] in hashes:
+            while i < len(lines) and lines[i].startswith("  "):
+                out.append(lines[i])
+                i += 1
+            out.append(f"  sha256: {hashes[line[len('- pypi: ') :]]}")
+    lock_path.write_text("\n".join(out) + "\n")

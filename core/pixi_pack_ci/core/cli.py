@@ -118,6 +118,11 @@ def build_parser(pm: PluginManager) -> argparse.ArgumentParser:
         "--auth-file", type=Path, metavar="FILE", help="rattler credentials JSON (default: $RATTLER_AUTH_FILE)"
     )
     pack.add_argument("--directory-only", action="store_true", help="write the pack as a folder, not a tar")
+    pack.add_argument(
+        "--ignore-pypi-non-wheel",
+        action="store_true",
+        help="leave out PyPI entries that are not wheels (named in output)",
+    )
     pack.add_argument("--dry-run", action="store_true", help="show what would be packed; download nothing")
     _add_common(pack)
     pm.hook.pixi_pack_ci_add_arguments(parser=pack, command="pack")
@@ -186,6 +191,7 @@ def _cmd_pack(args: argparse.Namespace, pm: PluginManager) -> int:
         config_path=args.config,
         auth_file=args.auth_file,
         directory_only=args.directory_only,
+        ignore_pypi_non_wheel=args.ignore_pypi_non_wheel,
         dry_run=args.dry_run,
         quiet=args.quiet,
         args=args,

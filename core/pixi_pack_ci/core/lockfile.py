@@ -102,18 +102,26 @@ def _conda_artifact(pkg: rattler.CondaLockedBinaryPackage, lock_dir: Path) -> Co
 def _pypi_artifact(pkg: rattler.PypiLockedPackage, lock_dir: Path) -> PypiArtifact:
     url = _location_to_url(pkg.location, lock_dir)
     file_name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    hashes = pkg.hashes
-    return PypiArtifact(
-        name=pkg.name,
-        version=pkg.version,
-        file_name=file_name,
-        url=url,
-        sha256=_hex(hashes.sha256) if hashes else None,
-    )
+    return PypiArtifact(name=pkg.name, version=pkg.version, file_name=file_name, url=url, sha256=_pypi_sha256(pkg))
 
 
-def build_plan(loaded: LoadedLockfile, environment: str, platform: str) -> PackPlan:
-    """The plan for one environment and platform, straight from the lockfile."""
+def _pypi_sha256(pkg: rattler.PypiLockedPackage) -> str | None:
+    # py-rattler wraps a missing hash in a PackageHashes whose properties raise AttributeError.
+    try:
+        hashes = pkg.hashes
+        return _hex(hashes.sha256) if hashes is not None else None
+    except AttributeError:
+        return None
+
+
+def build_plan(
+    loaded: LoadedLockfile, environment: str, platform: str, *, ignore_pypi_non_wheel: bool = False
+) -> PackPlan:
+    """The plan for one environment and platform, straight from the lockfile.
+
+    PyPI entries that are not wheels (sdists, folders, editable installs) stop the plan unless
+    ``ignore_pypi_non_wheel``, in which case they are skipped and named in ``plan.notes``.
+    """
     env = loaded.lock.environment(environment)
     if env is None:
         names = ", ".join(loaded.environment_names()) or "none"
@@ -139,7 +147,17 @@ def build_plan(loaded: LoadedLockfile, environment: str, platform: str) -> PackP
         if isinstance(pkg, rattler.CondaLockedBinaryPackage):
             plan.conda.append(_conda_artifact(pkg, loaded.directory))
         elif isinstance(pkg, rattler.PypiLockedPackage):
-            plan.pypi.append(_pypi_artifact(pkg, loaded.directory))
+            wheel = _pypi_artifact(pkg, loaded.directory)
+            if wheel.file_name.endswith(".whl"):
+                plan.pypi.append(wheel)
+            elif ignore_pypi_non_wheel:
+                plan.notes.append(f"skipped PyPI package {pkg.name} {pkg.version}: not a wheel ({pkg.location})")
+            else:
+                raise LockfileError(
+                    f"PyPI package {pkg.name} is not a wheel ({pkg.location}); build a wheel and --inject it, "
+                    "or pass --ignore-pypi-non-wheel to leave it out",
+                    file=str(loaded.path),
+                )
         else:
             raise LockfileError(
                 f"package {pkg.name!r} has an entry kind pixi-pack-ci does not know", file=str(loaded.path)

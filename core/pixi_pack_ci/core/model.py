@@ -196,6 +196,7 @@ class PackOptions:
     config_path: Path | None = None
     auth_file: Path | None = None
     directory_only: bool = False
+    ignore_pypi_non_wheel: bool = False
     dry_run: bool = False
     quiet: bool = False
     args: argparse.Namespace = field(default_factory=argparse.Namespace)

@@ -21,6 +21,7 @@ from .lockfile import build_plan, load_lockfile
 from .model import PackOptions, PackPlan, PackResult, artifact_summary
 from .progress import ProgressReporter
 from .tarwriter import DeterministicTarWriter
+from .wheels import check_wheel_fits, find_python
 
 log = logging.getLogger("pixi_pack_ci")
 
@@ -40,7 +41,7 @@ def plan_packs(options: PackOptions, hook: Any) -> list[PackPlan]:
         raise UsageError("-o/--output names a single pack; with several -e/-p use --output-dir")
     plans: list[PackPlan] = []
     for environment, platform in pairs:
-        plan = build_plan(loaded, environment, platform)
+        plan = build_plan(loaded, environment, platform, ignore_pypi_non_wheel=options.ignore_pypi_non_wheel)
         plan.kind = kind  # type: ignore[assignment]
         if single:
             if options.output == "-":
@@ -53,8 +54,22 @@ def plan_packs(options: PackOptions, hook: Any) -> list[PackPlan]:
             suffix = "" if kind == "directory" else ".tar"
             plan.output = ((options.output_dir or Path(".")) / f"{environment}-{platform}{suffix}").absolute()
         hook.pixi_pack_ci_modify_plan(plan=plan, options=options)
+        check_wheels(plan)
         plans.append(plan)
     return plans
+
+
+def check_wheels(plan: PackPlan) -> None:
+    """Every wheel must fit the environment's Python; checked before anything is downloaded."""
+    if not plan.pypi:
+        return
+    python = find_python((a.record for a in plan.conda), plan.platform)
+    if python is None:
+        raise PixiPackError(
+            f"environment {plan.environment!r} on {plan.platform} has PyPI wheels but no python conda package"
+        )
+    for wheel in plan.pypi:
+        check_wheel_fits(wheel.file_name, python)
 
 
 @contextlib.contextmanager

@@ -22,9 +22,10 @@ from rattler.platform import Platform
 
 from .activation import SHELLS, write_activation_script
 from .cache import file_digests
-from .errors import ArchiveError, TargetExistsError, UnpackError, UnsafeArchiveError
+from .errors import ArchiveError, PixiPackError, TargetExistsError, UnpackError, UnsafeArchiveError
 from .layout import CHANNEL_DIR, METADATA_FILE, PYPI_DIR, PackMetadata, parse_metadata
 from .model import UnpackResult
+from .wheels import find_python, install_wheels
 
 log = logging.getLogger("pixi_pack_ci")
 
@@ -190,6 +191,17 @@ def _record_from_json(data: dict[str, object], file_name: str) -> rattler.RepoDa
     return record
 
 
+def _wheels_in(root: Path) -> list[Path]:
+    folder = root / PYPI_DIR
+    if not folder.is_dir():
+        return []
+    wheels = sorted(p for p in folder.iterdir() if p.name.endswith(".whl"))
+    for wheel in wheels:
+        if wheel.is_symlink() or not wheel.is_file():
+            raise UnsafeArchiveError(f"{PYPI_DIR}/{wheel.name} is not a regular file")
+    return wheels
+
+
 @contextlib.contextmanager
 def _opened_source(source: str) -> Iterator[BinaryIO]:
     if source == "-":
@@ -240,8 +252,10 @@ def run_unpack(
         if metadata.platform != current:
             raise UnpackError(f"the pack was created for {metadata.platform} but this machine is {current}")
         records = _load_records(pack.root, pack.digests)
-        if (pack.root / PYPI_DIR).is_dir() and any((pack.root / PYPI_DIR).iterdir()):
-            raise UnpackError("this pack contains PyPI wheels, which this version of pixi-pack-ci cannot install yet")
+        wheels = _wheels_in(pack.root)
+        python = find_python((json.loads(r.to_json()) for r in records), metadata.platform) if wheels else None
+        if wheels and python is None:
+            raise UnpackError("the pack has PyPI wheels but no python package to install them into")
         if prefix.exists():
             shutil.rmtree(prefix)
         try:
@@ -258,6 +272,13 @@ def run_unpack(
         except Exception as exc:
             shutil.rmtree(prefix, ignore_errors=True)
             raise UnpackError(f"could not install packages: {' '.join(str(exc).split())}") from None
+        if wheels:
+            assert python is not None
+            try:
+                install_wheels(prefix, wheels, python)
+            except PixiPackError as exc:
+                shutil.rmtree(prefix, ignore_errors=True)
+                raise UnpackError(str(exc)) from None
         write_activation_script(prefix, script, shell, metadata.platform)
     finally:
         shutil.rmtree(work, ignore_errors=True)
