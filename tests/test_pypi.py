@@ -173,3 +173,23 @@ def test_wheel_that_does_not_fit_is_refused_at_pack_time(
     line = assert_clean_error(run_cli("pack", project, "-p", "linux-64", "-o", tmp_path / "e.tar"), code=1)
     assert f"wheel {other.name} does not fit the environment's Python {PY} on linux-64" in line
     assert sum(channel.server.requests.values()) == 0  # refused before any download
+
+
+def test_inject_wheel(wheel_project: tuple[Path, dict[str, Path]], tmp_path: Path) -> None:
+    project, _ = wheel_project
+    extra = build_wheel(tmp_path / "w", "delta-extra", "0.3", {"delta_extra": "NAME = 'delta'\n"})
+    pack = tmp_path / "e.tar"
+    proc = run_cli("pack", project, "-p", "linux-64", "-o", pack, "-i", extra, check=True)
+    assert f"dependencies of injected wheel {extra.name} were not checked" in proc.stderr.decode()
+    with tarfile.open(pack) as tar:
+        assert f"pypi/{extra.name}" in tar.getnames()
+        assert "    - delta-extra==0.3\n" in tar.extractfile("environment.yml").read().decode()  # type: ignore[union-attr]
+    run_cli("unpack", pack, "-o", tmp_path / "deploy", check=True)
+    assert (tmp_path / f"deploy/env/lib/python{PY}/site-packages/delta_extra.py").is_file()
+
+    clash = build_wheel(tmp_path / "w", "libgreet", "9.0", {"libgreet": ""})
+    line = assert_clean_error(run_cli("pack", project, "-p", "linux-64", "-o", tmp_path / "c.tar", "-i", clash), code=1)
+    assert f"injected wheel {clash.name} clashes with conda package libgreet=1.2.3=h1234_0" in line
+    wrong = build_wheel(tmp_path / "w", "winwheel", "1.0", {"winwheel": ""}, tag="cp311-cp311-win_amd64")
+    line = assert_clean_error(run_cli("pack", project, "-p", "linux-64", "-o", tmp_path / "d.tar", "-i", wrong), code=1)
+    assert f"wheel {wrong.name} does not fit" in line

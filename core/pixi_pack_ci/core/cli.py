@@ -119,6 +119,15 @@ def build_parser(pm: PluginManager) -> argparse.ArgumentParser:
     )
     pack.add_argument("--directory-only", action="store_true", help="write the pack as a folder, not a tar")
     pack.add_argument(
+        "-i",
+        "--inject",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="add a local .conda, .tar.bz2 or .whl file to the pack (repeatable; checked against the environment)",
+    )
+    pack.add_argument(
         "--ignore-pypi-non-wheel",
         action="store_true",
         help="leave out PyPI entries that are not wheels (named in output)",
@@ -192,6 +201,7 @@ def _cmd_pack(args: argparse.Namespace, pm: PluginManager) -> int:
         auth_file=args.auth_file,
         directory_only=args.directory_only,
         ignore_pypi_non_wheel=args.ignore_pypi_non_wheel,
+        inject=list(args.inject),
         dry_run=args.dry_run,
         quiet=args.quiet,
         args=args,

@@ -197,6 +197,8 @@ class PackOptions:
     auth_file: Path | None = None
     directory_only: bool = False
     ignore_pypi_non_wheel: bool = False
+    #: Local .conda, .tar.bz2 and .whl files added to every pack.
+    inject: list[Path] = field(default_factory=list)
     dry_run: bool = False
     quiet: bool = False
     args: argparse.Namespace = field(default_factory=argparse.Namespace)

@@ -58,12 +58,14 @@ def blocked_from_env() -> set[str]:
 
 def create_plugin_manager(blocked: set[str] | None = None, *, load_entry_points: bool = True) -> PluginManager:
     """A manager with the core's built-in plugins and, unless told not to, every installed plugin."""
-    from . import fetch
+    from . import fetch, inject
 
     pm = PluginManager()
     blocked = (blocked or set()) | blocked_from_env()
-    if "http" not in blocked:
-        pm.register(fetch.HttpFetcherPlugin(), name="http")
+    builtins = {"http": fetch.HttpFetcherPlugin(), "inject": inject.InjectPlugin()}
+    for name, plugin in builtins.items():
+        if name not in blocked:
+            pm.register(plugin, name=name)
     if load_entry_points:
         pm.load_entry_points(blocked)
     return pm

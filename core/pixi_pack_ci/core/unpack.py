@@ -25,6 +25,7 @@ from .cache import file_digests
 from .errors import ArchiveError, PixiPackError, TargetExistsError, UnpackError, UnsafeArchiveError
 from .layout import CHANNEL_DIR, METADATA_FILE, PYPI_DIR, PackMetadata, parse_metadata
 from .model import UnpackResult
+from .records import repodata_records
 from .wheels import find_python, install_wheels
 
 log = logging.getLogger("pixi_pack_ci")
@@ -166,29 +167,16 @@ def _load_records(root: Path, digests: dict[str, tuple[str, str]]) -> list[rattl
                     )
             else:
                 raise ArchiveError(f"package {file_name} has no sha256 or md5 in repodata.json; refusing to install it")
-            record_json = dict(rec)
-            record_json.update({"fn": file_name, "url": package.as_uri(), "channel": channel.as_uri()})
-            records.append(_record_from_json(record_json, file_name))
+        by_name = {r.file_name: r for r in repodata_records(repodata_path, channel.as_uri() + "/")}
+        for file_name in entries:
+            record = by_name.get(file_name)
+            if record is None:
+                raise ArchiveError(f"repodata.json in {subdir.name} has an unreadable entry {file_name!r}")
+            record.url = (subdir / file_name).as_uri()
+            records.append(record)
     if not records:
         raise ArchiveError("the pack contains no conda packages")
     return records
-
-
-def _record_from_json(data: dict[str, object], file_name: str) -> rattler.RepoDataRecord:
-    # py-rattler builds records from a repodata document; one tiny document per record keeps the
-    # exact fields (and repodata patches) of the pack without re-implementing the record schema.
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "repodata.json"
-        subdir = str(data.get("subdir") or "noarch")
-        path.write_text(json.dumps({"info": {"subdir": subdir}, "packages.conda": {file_name: data}}))
-        try:
-            repodata = rattler.RepoData.from_path(path)
-            channel_url = str(data["channel"])
-            (record,) = repodata.into_repo_data(rattler.Channel(channel_url))
-        except Exception as exc:
-            raise ArchiveError(f"repodata entry for {file_name} is invalid: {' '.join(str(exc).split())}") from None
-    record.url = str(data["url"])
-    return record
 
 
 def _wheels_in(root: Path) -> list[Path]:
