@@ -119,6 +119,16 @@ def build_parser(pm: PluginManager) -> argparse.ArgumentParser:
     )
     pack.add_argument("--directory-only", action="store_true", help="write the pack as a folder, not a tar")
     pack.add_argument(
+        "--create-executable",
+        action="store_true",
+        help="write a self-extracting .sh (unix targets) or .ps1 (Windows targets) instead of a tar",
+    )
+    pack.add_argument(
+        "--pixi-unpack-source",
+        metavar="PATH|URL|none",
+        help="unpacker to embed in the executable (default: the matching pixi-unpack release; none: use PATH)",
+    )
+    pack.add_argument(
         "-i",
         "--inject",
         action="append",
@@ -202,6 +212,8 @@ def _cmd_pack(args: argparse.Namespace, pm: PluginManager) -> int:
         directory_only=args.directory_only,
         ignore_pypi_non_wheel=args.ignore_pypi_non_wheel,
         inject=list(args.inject),
+        create_executable=args.create_executable,
+        pixi_unpack_source=args.pixi_unpack_source,
         dry_run=args.dry_run,
         quiet=args.quiet,
         args=args,

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from .redact import redact_url
 
-PackKind = Literal["tar", "directory", "stdout", "executable"]
+PackKind = Literal["tar", "directory", "executable"]
 
 
 @dataclass
@@ -90,7 +90,7 @@ class PackPlan:
     lockfile: Path
     conda: list[CondaArtifact] = field(default_factory=list)
     pypi: list[PypiArtifact] = field(default_factory=list)
-    #: Where the pack goes; ``None`` means standard output.
+    #: Where the pack goes; ``None`` means standard output (tar or executable).
     output: Path | None = None
     kind: PackKind = "tar"
     #: Messages for the user collected while planning (skipped entries, replacements, …).
@@ -197,6 +197,9 @@ class PackOptions:
     auth_file: Path | None = None
     directory_only: bool = False
     ignore_pypi_non_wheel: bool = False
+    create_executable: bool = False
+    #: Path or URL of the unpacker to embed in executables; "none" embeds none; None means pixi-pack's release.
+    pixi_unpack_source: str | None = None
     #: Local .conda, .tar.bz2 and .whl files added to every pack.
     inject: list[Path] = field(default_factory=list)
     dry_run: bool = False

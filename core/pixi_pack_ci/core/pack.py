@@ -10,24 +10,29 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from .cache import PackageCache
 from .config import load_auth, load_config
 from .errors import ArchiveError, PixiPackError, UsageError
+from .executable import HashingSink, executable_suffix, resolve_unpacker, write_executable
 from .fetch import FetchContext, fetch_artifacts
 from .layout import Entry, pack_entries
 from .lockfile import build_plan, load_lockfile
 from .model import PackOptions, PackPlan, PackResult, artifact_summary
 from .progress import ProgressReporter
-from .tarwriter import DeterministicTarWriter
+from .tarwriter import DeterministicTarWriter, Writable, archive_size
 from .wheels import check_wheel_fits, find_python
 
 log = logging.getLogger("pixi_pack_ci")
 
 
-def _default_name(kind: str) -> str:
-    return "environment" if kind == "directory" else "environment.tar"
+def _output_name(kind: str, platform: str, stem: str = "environment") -> str:
+    if kind == "directory":
+        return stem
+    if kind == "executable":
+        return stem + executable_suffix(platform)
+    return stem + ".tar"
 
 
 def plan_packs(options: PackOptions, hook: Any) -> list[PackPlan]:
@@ -35,7 +40,11 @@ def plan_packs(options: PackOptions, hook: Any) -> list[PackPlan]:
     loaded = load_lockfile(options.manifest_path)
     pairs = [(e, p) for e in options.environments for p in options.platforms]
     pairs = list(dict.fromkeys(pairs))
-    kind = "directory" if options.directory_only else "tar"
+    if options.directory_only and options.create_executable:
+        raise UsageError("--directory-only and --create-executable cannot be combined")
+    if options.pixi_unpack_source and not options.create_executable:
+        raise UsageError("--pixi-unpack-source needs --create-executable")
+    kind = "directory" if options.directory_only else "executable" if options.create_executable else "tar"
     single = len(pairs) == 1 and options.output_dir is None
     if not single and options.output is not None:
         raise UsageError("-o/--output names a single pack; with several -e/-p use --output-dir")
@@ -47,12 +56,17 @@ def plan_packs(options: PackOptions, hook: Any) -> list[PackPlan]:
             if options.output == "-":
                 if kind == "directory":
                     raise UsageError("--directory-only cannot write to standard output")
-                plan.output, plan.kind = None, "stdout"
+                plan.output = None
+            elif options.output is None:
+                plan.output = Path(_output_name(kind, platform)).absolute()
             else:
-                plan.output = Path(options.output or _default_name(kind)).absolute()
+                output = Path(options.output)
+                if kind == "executable":  # as pixi-pack: the extension follows the target platform
+                    output = output.with_suffix(executable_suffix(platform))
+                plan.output = output.absolute()
         else:
-            suffix = "" if kind == "directory" else ".tar"
-            plan.output = ((options.output_dir or Path(".")) / f"{environment}-{platform}{suffix}").absolute()
+            name = _output_name(kind, platform, f"{environment}-{platform}")
+            plan.output = ((options.output_dir or Path(".")) / name).absolute()
         hook.pixi_pack_ci_modify_plan(plan=plan, options=options)
         check_wheels(plan)
         plans.append(plan)
@@ -88,7 +102,7 @@ def _cache_for(options: PackOptions, plans: list[PackPlan]) -> Iterator[PackageC
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write_tar(entries: list[Entry], out: BinaryIO, progress: ProgressReporter) -> DeterministicTarWriter:
+def _write_tar(entries: list[Entry], out: Writable, progress: ProgressReporter) -> None:
     writer = DeterministicTarWriter(out)
     for entry in entries:
         if entry.is_dir:
@@ -102,7 +116,6 @@ def _write_tar(entries: list[Entry], out: BinaryIO, progress: ProgressReporter) 
                 writer.add_file(entry.path, fh, size)
             progress.advance(size)
     writer.finish()
-    return writer
 
 
 def _write_directory(entries: list[Entry], target: Path) -> None:
@@ -117,10 +130,11 @@ def _write_directory(entries: list[Entry], target: Path) -> None:
             shutil.copyfile(entry.source, path)
 
 
-def write_pack(plan: PackPlan, files: dict[str, Path], *, quiet: bool) -> PackResult:
+def write_pack(plan: PackPlan, files: dict[str, Path], *, quiet: bool, unpacker: Path | None = None) -> PackResult:
     """Write one pack atomically: a temporary sibling first, renamed into place when complete."""
     entries = pack_entries(plan, files)
-    total = sum(e.source.stat().st_size for e in entries if e.source is not None)
+    sizes = {e.path: e.source.stat().st_size for e in entries if e.source is not None}
+    total = sum(sizes.values())
     packages = tuple(artifact_summary(a) for a in plan.artifacts)
 
     def result(path: Path | None, sha256: str | None, size: int) -> PackResult:
@@ -135,11 +149,29 @@ def write_pack(plan: PackPlan, files: dict[str, Path], *, quiet: bool) -> PackRe
             lockfile=plan.lockfile,
         )
 
+    def write_stream(out: Writable, progress: ProgressReporter) -> HashingSink:
+        sink = HashingSink(out)
+        if plan.kind == "executable":
+            members: list[tuple[str, int | None]] = [
+                (e.path, None if e.is_dir else (len(e.data) if e.data is not None else sizes[e.path])) for e in entries
+            ]
+            write_executable(
+                sink,
+                platform=plan.platform,
+                environment=plan.environment,
+                name=plan.output.name if plan.output else "environment" + executable_suffix(plan.platform),
+                unpacker=unpacker,
+                archive_bytes=archive_size(members),
+                write_archive=lambda payload: _write_tar(entries, payload, progress),
+            )
+        else:
+            _write_tar(entries, sink, progress)
+        return sink
+
     with ProgressReporter(f"Writing {plan.environment}-{plan.platform}", total, enabled=not quiet) as progress:
-        if plan.kind == "stdout":
-            writer = _write_tar(entries, sys.stdout.buffer, progress)
-            return result(None, writer.sha256.hexdigest(), writer.size)
-        assert plan.output is not None
+        if plan.output is None:
+            sink = write_stream(sys.stdout.buffer, progress)
+            return result(None, sink.sha256.hexdigest(), sink.size)
         target = plan.output
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -167,16 +199,17 @@ def write_pack(plan: PackPlan, files: dict[str, Path], *, quiet: bool) -> PackRe
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb", buffering=0) as out:
-                writer = _write_tar(entries, out, progress)
-            os.chmod(tmp, 0o644)
+            with os.fdopen(fd, "wb") as out:
+                sink = write_stream(out, progress)
+            executable = plan.kind == "executable" and not plan.platform.startswith("win")
+            os.chmod(tmp, 0o755 if executable else 0o644)
             os.replace(tmp, target)
         except OSError as exc:
             raise ArchiveError(f"could not write pack {target}: {exc}") from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        return result(target, writer.sha256.hexdigest(), writer.size)
+        return result(target, sink.sha256.hexdigest(), sink.size)
 
 
 def run_pack(options: PackOptions, hook: Any) -> tuple[list[PackPlan], list[PackResult]]:
@@ -195,8 +228,13 @@ def run_pack(options: PackOptions, hook: Any) -> tuple[list[PackPlan], list[Pack
             with ProgressReporter(f"Fetching {len(artifacts)} packages", total, enabled=not options.quiet) as progress:
                 context.progress = progress
                 files = fetch_artifacts(artifacts, cache, context, hook)
+            unpackers = {
+                p.platform: resolve_unpacker(options.pixi_unpack_source, p.platform, options.cache_dir)
+                for p in plans
+                if p.kind == "executable"
+            }
             for plan in plans:
-                results.append(write_pack(plan, files, quiet=options.quiet))
+                results.append(write_pack(plan, files, quiet=options.quiet, unpacker=unpackers.get(plan.platform)))
                 for note in plan.notes:
                     log.warning("%s", note)
     finally:

@@ -15,7 +15,15 @@ byte-identical to a pack made by pixi-pack from the same lockfile. Rules followe
 from __future__ import annotations
 
 import hashlib
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
+
+
+class Writable(Protocol):
+    """Where archive bytes go: a file, standard output, or an encoding/hashing sink."""
+
+    def write(self, data: bytes | memoryview, /) -> int: ...
+
+    def flush(self) -> None: ...
 
 BLOCK = 512
 DETERMINISTIC_MTIME = 1153704088
@@ -56,7 +64,7 @@ def _header(name: bytes, *, size: int, mode: int, typeflag: bytes, mtime: int, d
 class DeterministicTarWriter:
     """Writes entries in the order given; callers sort them. Hashes and counts what it writes."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: Writable) -> None:
         self.out = out
         self.sha256 = hashlib.sha256()
         self.size = 0
@@ -108,3 +116,14 @@ class DeterministicTarWriter:
     def finish(self) -> None:
         self._write(b"\0" * (2 * BLOCK))
         self.out.flush()
+
+
+def archive_size(members: list[tuple[str, int | None]]) -> int:
+    """The exact byte size the writer will produce for ``(arcname, size)`` members (``None`` = directory)."""
+    total = 2 * BLOCK
+    for arcname, size in members:
+        name_len = len(arcname.encode("utf-8"))
+        if name_len > 100:
+            total += BLOCK + ((name_len + 1 + BLOCK - 1) // BLOCK) * BLOCK
+        total += BLOCK + ((size or 0) + BLOCK - 1) // BLOCK * BLOCK
+    return total
