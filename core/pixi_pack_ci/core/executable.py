@@ -54,8 +54,7 @@ def default_unpacker_url(platform: str) -> str:
         raise UsageError(f"no pixi-unpack release exists for {platform}; pass --pixi-unpack-source PATH or none")
     ext = ".exe" if is_windows(platform) else ""
     return (
-        f"https://github.com/Quantco/pixi-pack/releases/download/v{PIXI_PACK_COMPAT_VERSION}/"
-        f"pixi-unpack-{target}{ext}"
+        f"https://github.com/Quantco/pixi-pack/releases/download/v{PIXI_PACK_COMPAT_VERSION}/pixi-unpack-{target}{ext}"
     )
 
 

@@ -25,6 +25,7 @@ class Writable(Protocol):
 
     def flush(self) -> None: ...
 
+
 BLOCK = 512
 DETERMINISTIC_MTIME = 1153704088
 COPY_CHUNK = 1 << 20
