@@ -287,3 +287,51 @@ def test_big_pack_unpacks_with_flat_memory(channel: DemoChannel, tmp_path: Path,
     assert blob.stat().st_size == 70 * 1024 * 1024
     source = tmp_path / "work" / "files-blob2-linux-64" / "share/blob2/payload.bin"
     assert hashlib.sha256(blob.read_bytes()).digest() == hashlib.sha256(source.read_bytes()).digest()
+
+
+def test_unpacker_from_url_is_downloaded_once_and_cached(
+    project: Project, tmp_path: Path, stand_in_unpacker: Path
+) -> None:
+    served = project.channel.path / "tools" / "pixi-unpack-x86_64-unknown-linux-musl"
+    served.parent.mkdir(exist_ok=True)
+    served.write_bytes(stand_in_unpacker.read_bytes())
+    url = f"{project.channel.url}tools/{served.name}"
+    cache = tmp_path / "cache"
+    for name in ("a", "b"):
+        run_cli(
+            "pack",
+            project.dir,
+            "-p",
+            "linux-64",
+            "-o",
+            tmp_path / f"{name}.sh",
+            "--create-executable",
+            "--pixi-unpack-source",
+            url,
+            "--use-cache",
+            cache,
+            check=True,
+        )
+    assert project.channel.server.requests[f"/tools/{served.name}"] == 1
+    assert [p.name for p in (cache / "pixi-unpack").rglob("*") if p.is_file()] == [served.name]
+    proc = subprocess.run(
+        ["bash", str(tmp_path / "b.sh"), "-o", str(tmp_path / "deploy"), "-s", "fish"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "deploy" / "activate.fish").is_file()
+    served.unlink()
+    line = assert_clean_error(
+        run_cli(
+            "pack",
+            project.dir,
+            "-p",
+            "linux-64",
+            "-o",
+            tmp_path / "c.sh",
+            "--create-executable",
+            "--pixi-unpack-source",
+            url + "-missing",
+        ),
+        code=1,
+    )
+    assert "could not download the unpacker" in line and "404" in line
