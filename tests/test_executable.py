@@ -26,6 +26,24 @@ def stand_in_unpacker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _pack_exe(
+    project: Project, output: Path, unpacker: Path | str, *extra: str | Path, platform: str = "linux-64"
+) -> None:
+    run_cli(
+        "pack",
+        project.dir,
+        "-p",
+        platform,
+        "-o",
+        output,
+        "--create-executable",
+        "--pixi-unpack-source",
+        unpacker,
+        *extra,
+        check=True,
+    )
+
+
 def _header_numbers(data: bytes) -> dict[str, int]:
     text = data[:8192].decode("utf-8", errors="replace")
     return {
@@ -36,18 +54,7 @@ def _header_numbers(data: bytes) -> dict[str, int]:
 
 def test_sh_structure_and_run(project: Project, tmp_path: Path, stand_in_unpacker: Path) -> None:
     out = tmp_path / "env.tar"  # the extension is replaced by .sh, as pixi-pack does
-    run_cli(
-        "pack",
-        project.dir,
-        "-p",
-        "linux-64",
-        "-o",
-        out,
-        "--create-executable",
-        "--pixi-unpack-source",
-        stand_in_unpacker,
-        check=True,
-    )
+    _pack_exe(project, out, stand_in_unpacker)
     script = tmp_path / "env.sh"
     assert script.is_file() and not out.exists() and os.access(script, os.X_OK)
     data = script.read_bytes()
@@ -57,7 +64,7 @@ def test_sh_structure_and_run(project: Project, tmp_path: Path, stand_in_unpacke
     assert len(data) == header + unpacker + archive
     assert data[header : header + unpacker] == stand_in_unpacker.read_bytes()
     # the archive is raw bytes (no base64), identical to the plain tar of the same inputs
-    run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "plain.tar", check=True)
+    run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "plain.tar")
     assert data[header + unpacker :] == (tmp_path / "plain.tar").read_bytes()
 
     proc = subprocess.run(["bash", str(script), "-o", str(tmp_path / "deploy"), "-e", "app"], capture_output=True)
@@ -70,18 +77,7 @@ def test_sh_structure_and_run(project: Project, tmp_path: Path, stand_in_unpacke
 
 
 def test_truncated_executable_fails_clearly(project: Project, tmp_path: Path, stand_in_unpacker: Path) -> None:
-    run_cli(
-        "pack",
-        project.dir,
-        "-p",
-        "linux-64",
-        "-o",
-        tmp_path / "env.sh",
-        "--create-executable",
-        "--pixi-unpack-source",
-        stand_in_unpacker,
-        check=True,
-    )
+    _pack_exe(project, tmp_path / "env.sh", stand_in_unpacker)
     data = (tmp_path / "env.sh").read_bytes()
     (tmp_path / "cut.sh").write_bytes(data[:-1])
     proc = subprocess.run(
@@ -107,23 +103,11 @@ def test_wrong_platform_and_failed_unpack_clean_up(project: Project, tmp_path: P
         "--create-executable",
         "--pixi-unpack-source",
         stand_in_unpacker,
-        check=True,
     )
     proc = subprocess.run(["bash", str(tmp_path / "mac.sh")], capture_output=True, text=True)
     assert proc.returncode == 1 and "this pack is for osx-arm64, but this machine is linux-64" in proc.stderr
     # an unpacker failure (existing target) is reported and the temp folder is removed
-    run_cli(
-        "pack",
-        project.dir,
-        "-p",
-        "linux-64",
-        "-o",
-        tmp_path / "env.sh",
-        "--create-executable",
-        "--pixi-unpack-source",
-        stand_in_unpacker,
-        check=True,
-    )
+    _pack_exe(project, tmp_path / "env.sh", stand_in_unpacker)
     (tmp_path / "deploy" / "env").mkdir(parents=True)
     (tmp_path / "deploy" / "env" / "x").write_text("x")
     proc = subprocess.run(
@@ -147,7 +131,6 @@ def test_no_embedded_unpacker_uses_path(project: Project, tmp_path: Path, stand_
         "--create-executable",
         "--pixi-unpack-source",
         "none",
-        check=True,
     )
     nums = _header_numbers((tmp_path / "env.sh").read_bytes())
     assert nums["UNPACKER_BYTES"] == 0
@@ -166,18 +149,7 @@ def test_no_embedded_unpacker_uses_path(project: Project, tmp_path: Path, stand_
 
 def test_executables_are_reproducible(project: Project, tmp_path: Path, stand_in_unpacker: Path) -> None:
     for name in ("a", "b"):
-        run_cli(
-            "pack",
-            project.dir,
-            "-p",
-            "linux-64",
-            "-o",
-            tmp_path / name / "env.sh",
-            "--create-executable",
-            "--pixi-unpack-source",
-            stand_in_unpacker,
-            check=True,
-        )
+        _pack_exe(project, tmp_path / name / "env.sh", stand_in_unpacker)
     assert (tmp_path / "a/env.sh").read_bytes() == (tmp_path / "b/env.sh").read_bytes()
 
 
@@ -194,7 +166,6 @@ def test_ps1_structure(project: Project, tmp_path: Path, stand_in_unpacker: Path
         fake_exe,
         "-o",
         tmp_path / "win",
-        check=True,
     )
     script = tmp_path / "win.ps1"
     data = script.read_bytes()
@@ -298,20 +269,7 @@ def test_unpacker_from_url_is_downloaded_once_and_cached(
     url = f"{project.channel.url}tools/{served.name}"
     cache = tmp_path / "cache"
     for name in ("a", "b"):
-        run_cli(
-            "pack",
-            project.dir,
-            "-p",
-            "linux-64",
-            "-o",
-            tmp_path / f"{name}.sh",
-            "--create-executable",
-            "--pixi-unpack-source",
-            url,
-            "--use-cache",
-            cache,
-            check=True,
-        )
+        _pack_exe(project, tmp_path / f"{name}.sh", url, "--use-cache", cache)
     assert project.channel.server.requests[f"/tools/{served.name}"] == 1
     assert [p.name for p in (cache / "pixi-unpack").rglob("*") if p.is_file()] == [served.name]
     proc = subprocess.run(

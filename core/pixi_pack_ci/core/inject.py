@@ -6,7 +6,6 @@ A built-in plugin on ``pixi_pack_ci_modify_plan``: third-party plugins can add a
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import rattler
@@ -14,7 +13,7 @@ import rattler
 from .errors import PixiPackError, UsageError
 from .hookspecs import hookimpl
 from .model import CondaArtifact, PackOptions, PackPlan, PypiArtifact
-from .records import records_from_dicts
+from .records import records_from_dicts, repodata_entry
 from .wheels import canonical, wheel_name
 
 CONDA_SUFFIXES = (".conda", ".tar.bz2")
@@ -26,9 +25,7 @@ def conda_artifact_from_file(path: Path) -> CondaArtifact:
         record = asyncio.run(rattler.RepoDataRecord.from_package_archive(path))
     except Exception as exc:
         raise PixiPackError(f"cannot read conda package {path}: {' '.join(str(exc).split())}") from None
-    data = json.loads(record.to_json())
-    for key in ("fn", "url", "channel"):
-        data.pop(key, None)
+    data = repodata_entry(record)
     return CondaArtifact(
         name=record.name.normalized,
         version=str(record.version),

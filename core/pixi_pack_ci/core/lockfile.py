@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -16,10 +15,9 @@ from .errors import (
     PlatformNotFoundError,
 )
 from .model import CondaArtifact, PackPlan, PypiArtifact
+from .records import repodata_entry
 
 LOCKFILE_NAME = "pixi.lock"
-# RepoDataRecord.to_json adds these; repodata.json holds plain PackageRecords, as pixi-pack writes.
-_NOT_IN_REPODATA = ("fn", "url", "channel")
 
 
 @dataclass
@@ -78,9 +76,7 @@ def _conda_artifact(pkg: rattler.CondaLockedBinaryPackage, lock_dir: Path) -> Co
     record = pkg.package_record
     if record is None:
         raise LockfileError(f"package {pkg.name!r} has no record in the lockfile")
-    data = json.loads(record.to_json())
-    for key in _NOT_IN_REPODATA:
-        data.pop(key, None)
+    data = repodata_entry(record)
     url = _location_to_url(pkg.location, lock_dir)
     file_name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
     if not file_name.endswith((".conda", ".tar.bz2")):

@@ -12,6 +12,17 @@ import rattler
 
 from .errors import PixiPackError
 
+#: RepoDataRecord.to_json adds these; repodata.json holds plain PackageRecords, as pixi-pack writes.
+_NOT_IN_REPODATA = ("fn", "url", "channel")
+
+
+def repodata_entry(record: rattler.PackageRecord) -> dict[str, Any]:
+    """A record as it appears under ``packages.conda`` in ``repodata.json``."""
+    data: dict[str, Any] = json.loads(record.to_json())
+    for key in _NOT_IN_REPODATA:
+        data.pop(key, None)
+    return data
+
 
 def repodata_records(repodata: Path, channel_url: str) -> list[rattler.RepoDataRecord]:
     """The records of one ``repodata.json``, their URLs under ``channel_url``."""

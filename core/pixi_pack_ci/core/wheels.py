@@ -5,9 +5,8 @@ The target's Python is never run: its version and layout come from the locked ``
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,10 +155,3 @@ def install_wheels(prefix: Path, wheels: list[Path], py: PythonInfo) -> list[str
             raise PixiPackError(f"could not install wheel {wheel.name}: {' '.join(str(exc).split())}") from None
         installed.append(wheel_name(wheel.name))
     return installed
-
-
-def records_from_repodata(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
-    for path in paths:
-        data = json.loads(path.read_bytes())
-        for key in ("packages", "packages.conda"):
-            yield from (data.get(key) or {}).values()
