@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import PLACEHOLDER, ChannelServer, PackageSpec, build_channel, channel_records, write_lockfile
@@ -149,3 +150,10 @@ def assert_clean_error(proc: subprocess.CompletedProcess[bytes], *, code: int | 
     assert len(lines) == 1, f"expected one error line, got:\n{err}"
     assert lines[0].startswith("pixi-pack-ci: error: "), lines[0]
     return lines[0]
+
+
+def pack_ok(
+    manifest: Path, output: Path | str, *extra: str | Path, platform: str = "linux-64", **kwargs: Any
+) -> subprocess.CompletedProcess[bytes]:
+    """``pixi-pack-ci pack MANIFEST -p PLATFORM -o OUTPUT ...`` that must succeed."""
+    return run_cli("pack", manifest, "-p", platform, "-o", output, *extra, check=True, **kwargs)

@@ -8,17 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Project, run_cli
+from conftest import Project, pack_ok
 
 
 def test_corrupt_cache_entry_is_replaced(project: Project, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "a.tar", "--use-cache", cache, check=True)
+    pack_ok(project.dir, tmp_path / "a.tar", "--use-cache", cache)
     assert (cache / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28d172789f06886806bc55")
     entry = cache / "linux-64" / "libgreet-1.2.3-h1234_0.conda"
     entry.write_bytes(b"garbage")
     before = project.channel.server.requests["/linux-64/libgreet-1.2.3-h1234_0.conda"]
-    run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "b.tar", "--use-cache", cache, check=True)
+    pack_ok(project.dir, tmp_path / "b.tar", "--use-cache", cache)
     assert project.channel.server.requests["/linux-64/libgreet-1.2.3-h1234_0.conda"] == before + 1
     assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
     assert not list(cache.rglob("*.part"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import Project, run_cli
+from conftest import Project, pack_ok, run_cli
 
 
 def test_several_envs_and_platforms_share_downloads(project: Project, tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_several_envs_and_platforms_share_downloads(project: Project, tmp_path: 
 
 def test_inspect(project: Project, tmp_path: Path) -> None:
     pack = tmp_path / "e.tar"
-    run_cli("pack", project.dir, "-p", "linux-64", "-o", pack, check=True)
+    pack_ok(project.dir, pack)
     data = json.loads(run_cli("inspect", pack, "--json", check=True).stdout)
     assert data["platform"] == "linux-64" and data["format_version"] == "1"
     assert data["package_count"] == len(project.linux_packages)
@@ -89,5 +89,5 @@ def test_default_output_name_and_manifest_forms(project: Project, tmp_path: Path
     run_cli("pack", project.dir / "pixi.toml", "-p", "linux-64", "--directory-only", cwd=tmp_path, check=True)
     assert (tmp_path / "environment" / "pixi-pack.json").is_file()
     (project.dir / "pyproject.toml").write_text("[project]\nname='x'\n")
-    run_cli("pack", project.dir / "pyproject.toml", "-p", "linux-64", "-o", tmp_path / "p.tar", check=True)
+    pack_ok(project.dir / "pyproject.toml", tmp_path / "p.tar")
     assert (tmp_path / "p.tar").is_file()

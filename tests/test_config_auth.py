@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import Project, assert_clean_error, make_project, run_cli
+from conftest import Project, assert_clean_error, make_project, pack_ok, run_cli
 from support import basic_auth, channel_records, write_lockfile
 
 SECRET = "s3cr3t-T0ken-4f9a"
@@ -23,19 +23,7 @@ def test_bearer_token_from_auth_file(project: Project, tmp_path: Path) -> None:
     auth.write_text(json.dumps({"127.0.0.1": {"BearerToken": SECRET}}))
     line = assert_clean_error(run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "x.tar"), code=1)
     assert "answered 401" in line and "--auth-file" in line
-    proc = run_cli(
-        "pack",
-        project.dir,
-        "-p",
-        "linux-64",
-        "-o",
-        tmp_path / "e.tar",
-        "--auth-file",
-        auth,
-        "-vv",
-        "--json",
-        check=True,
-    )
+    proc = pack_ok(project.dir, tmp_path / "e.tar", "--auth-file", auth, "-vv", "--json")
     assert SECRET not in _all_output(proc)
     assert SECRET.encode() not in (tmp_path / "e.tar").read_bytes()
     # the same through the environment variable rattler uses
@@ -64,9 +52,7 @@ def test_basic_auth_and_wildcard_host(project: Project, tmp_path: Path) -> None:
             }
         )
     )
-    proc = run_cli(
-        "pack", project.dir, "-p", "linux-64", "-o", tmp_path / "e.tar", "--auth-file", auth, "-vv", check=True
-    )
+    proc = pack_ok(project.dir, tmp_path / "e.tar", "--auth-file", auth, "-vv")
     assert SECRET not in _all_output(proc)
 
 
@@ -75,9 +61,7 @@ def test_conda_token(project: Project, tmp_path: Path) -> None:
     server.required_conda_token = SECRET
     auth = tmp_path / "auth.json"
     auth.write_text(json.dumps({"127.0.0.1": {"CondaToken": SECRET}}))
-    proc = run_cli(
-        "pack", project.dir, "-p", "linux-64", "-o", tmp_path / "e.tar", "--auth-file", auth, "-vv", check=True
-    )
+    proc = pack_ok(project.dir, tmp_path / "e.tar", "--auth-file", auth, "-vv")
     assert SECRET not in _all_output(proc)
     assert any(p.startswith("/linux-64/") for p in server.requests)
 
@@ -92,7 +76,7 @@ def test_credentials_in_lockfile_urls_are_used_and_never_shown(project: Project,
     )
     dry = run_cli("pack", lock.parent, "-p", "linux-64", "--dry-run", check=True)
     dry_json = run_cli("pack", lock.parent, "-p", "linux-64", "--dry-run", "--json", check=True)
-    proc = run_cli("pack", lock.parent, "-p", "linux-64", "-o", tmp_path / "e.tar", "-vv", "--json", check=True)
+    proc = pack_ok(lock.parent, tmp_path / "e.tar", "-vv", "--json")
     for p in (dry, dry_json, proc):
         assert SECRET not in _all_output(p)
     assert "***@127.0.0.1" in dry.stdout.decode()
@@ -112,7 +96,7 @@ def test_mirror_from_config(project: Project, tmp_path: Path) -> None:
     config.write_text(
         f'[mirrors]\n"https://conda.invalid/my-channel" = ["{project.channel.url}"]\n[concurrency]\ndownloads = 4\n'
     )
-    run_cli("pack", lock.parent, "-p", "linux-64", "-o", tmp_path / "e.tar", "-c", config, check=True)
+    pack_ok(lock.parent, tmp_path / "e.tar", "-c", config)
     assert project.channel.server.requests["/linux-64/libgreet-1.2.3-h1234_0.conda"] == 1
     run_cli("unpack", tmp_path / "e.tar", "-o", tmp_path / "deploy", check=True)
 

@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import DemoChannel, Project, assert_clean_error, run_cli
+from conftest import DemoChannel, Project, assert_clean_error, pack_ok, run_cli
 from support import PackageSpec, build_channel, channel_records, write_lockfile
 
 
@@ -29,19 +29,7 @@ def stand_in_unpacker(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _pack_exe(
     project: Project, output: Path, unpacker: Path | str, *extra: str | Path, platform: str = "linux-64"
 ) -> None:
-    run_cli(
-        "pack",
-        project.dir,
-        "-p",
-        platform,
-        "-o",
-        output,
-        "--create-executable",
-        "--pixi-unpack-source",
-        unpacker,
-        *extra,
-        check=True,
-    )
+    pack_ok(project.dir, output, "--create-executable", "--pixi-unpack-source", unpacker, *extra, platform=platform)
 
 
 def _header_numbers(data: bytes) -> dict[str, int]:
@@ -64,7 +52,7 @@ def test_sh_structure_and_run(project: Project, tmp_path: Path, stand_in_unpacke
     assert len(data) == header + unpacker + archive
     assert data[header : header + unpacker] == stand_in_unpacker.read_bytes()
     # the archive is raw bytes (no base64), identical to the plain tar of the same inputs
-    run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "plain.tar")
+    pack_ok(project.dir, tmp_path / "plain.tar")
     assert data[header + unpacker :] == (tmp_path / "plain.tar").read_bytes()
 
     proc = subprocess.run(["bash", str(script), "-o", str(tmp_path / "deploy"), "-e", "app"], capture_output=True)
@@ -93,17 +81,7 @@ def test_truncated_executable_fails_clearly(project: Project, tmp_path: Path, st
 
 
 def test_wrong_platform_and_failed_unpack_clean_up(project: Project, tmp_path: Path, stand_in_unpacker: Path) -> None:
-    run_cli(
-        "pack",
-        project.dir,
-        "-p",
-        "osx-arm64",
-        "-o",
-        tmp_path / "mac.sh",
-        "--create-executable",
-        "--pixi-unpack-source",
-        stand_in_unpacker,
-    )
+    _pack_exe(project, tmp_path / "mac.sh", stand_in_unpacker, platform="osx-arm64")
     proc = subprocess.run(["bash", str(tmp_path / "mac.sh")], capture_output=True, text=True)
     assert proc.returncode == 1 and "this pack is for osx-arm64, but this machine is linux-64" in proc.stderr
     # an unpacker failure (existing target) is reported and the temp folder is removed
@@ -121,17 +99,7 @@ def test_wrong_platform_and_failed_unpack_clean_up(project: Project, tmp_path: P
 
 
 def test_no_embedded_unpacker_uses_path(project: Project, tmp_path: Path, stand_in_unpacker: Path) -> None:
-    run_cli(
-        "pack",
-        project.dir,
-        "-p",
-        "linux-64",
-        "-o",
-        tmp_path / "env.sh",
-        "--create-executable",
-        "--pixi-unpack-source",
-        "none",
-    )
+    _pack_exe(project, tmp_path / "env.sh", "none")
     nums = _header_numbers((tmp_path / "env.sh").read_bytes())
     assert nums["UNPACKER_BYTES"] == 0
     bare = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
@@ -156,17 +124,7 @@ def test_executables_are_reproducible(project: Project, tmp_path: Path, stand_in
 def test_ps1_structure(project: Project, tmp_path: Path, stand_in_unpacker: Path) -> None:
     fake_exe = tmp_path / "pixi-unpack.exe"
     fake_exe.write_bytes(b"MZ" + os.urandom(5000))
-    run_cli(
-        "pack",
-        project.dir,
-        "-p",
-        "win-64",
-        "--create-executable",
-        "--pixi-unpack-source",
-        fake_exe,
-        "-o",
-        tmp_path / "win",
-    )
+    _pack_exe(project, tmp_path / "win", fake_exe, platform="win-64")
     script = tmp_path / "win.ps1"
     data = script.read_bytes()
     assert b"\n" not in data.replace(b"\r\n", b"")  # CRLF only
@@ -226,18 +184,7 @@ def test_big_pack_unpacks_with_flat_memory(channel: DemoChannel, tmp_path: Path,
     records = channel_records(big, big.as_uri() + "/")
     lock = write_lockfile(tmp_path / "p" / "pixi.lock", {"default": {"linux-64": records["linux-64"]}}, big.as_uri())
     script = tmp_path / "big.sh"
-    run_cli(
-        "pack",
-        lock.parent,
-        "-p",
-        "linux-64",
-        "-o",
-        script,
-        "--create-executable",
-        "--pixi-unpack-source",
-        stand_in_unpacker,
-        check=True,
-    )
+    pack_ok(lock.parent, script, "--create-executable", "--pixi-unpack-source", stand_in_unpacker)
     assert script.stat().st_size > 200 * 1024 * 1024
     measure = (
         "import resource, subprocess, sys\n"

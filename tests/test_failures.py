@@ -5,7 +5,7 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
-from conftest import Project, assert_clean_error, run_cli
+from conftest import Project, assert_clean_error, pack_ok, run_cli
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -35,7 +35,7 @@ def test_transient_server_errors_are_retried(project: Project, tmp_path: Path) -
         "/noarch/noarch-data-1.0-0.conda": ["503", "truncate"],
         "/linux-64/pkg03-0.3-h0003_0.tar.bz2": ["corrupt"],
     }
-    run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "e.tar", check=True)
+    pack_ok(project.dir, tmp_path / "e.tar")
     assert server.requests["/linux-64/libgreet-1.2.3-h1234_0.conda"] == 3
     assert server.requests["/noarch/noarch-data-1.0-0.conda"] == 3
     assert server.requests["/linux-64/pkg03-0.3-h0003_0.tar.bz2"] == 2
@@ -88,7 +88,7 @@ def test_malformed_lockfile(tmp_path: Path) -> None:
 
 
 def test_wrong_platform_unpack(project: Project, tmp_path: Path) -> None:
-    run_cli("pack", project.dir, "-p", "win-64", "-o", tmp_path / "win.tar", check=True)
+    pack_ok(project.dir, tmp_path / "win.tar", platform="win-64")
     line = assert_clean_error(run_cli("unpack", tmp_path / "win.tar", "-o", tmp_path / "deploy"), code=1)
     assert "created for win-64 but this machine is linux-64" in line
     assert _leftovers(tmp_path / "deploy") == []
@@ -104,7 +104,7 @@ def test_unknown_format_version(project: Project, tmp_path: Path) -> None:
 
 
 def test_existing_target_is_refused(project: Project, tmp_path: Path) -> None:
-    run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "e.tar", check=True)
+    pack_ok(project.dir, tmp_path / "e.tar")
     (tmp_path / "deploy" / "env").mkdir(parents=True)
     (tmp_path / "deploy" / "env" / "precious").write_text("keep me")
     line = assert_clean_error(run_cli("unpack", tmp_path / "e.tar", "-o", tmp_path / "deploy"), code=1)
@@ -127,7 +127,7 @@ def test_corrupt_package_in_pack_is_refused(project: Project, tmp_path: Path) ->
 
 def test_truncated_archive_is_refused(project: Project, tmp_path: Path) -> None:
     pack = tmp_path / "e.tar"
-    run_cli("pack", project.dir, "-p", "linux-64", "-o", pack, check=True)
+    pack_ok(project.dir, pack)
     data = pack.read_bytes()
     (tmp_path / "cut.tar").write_bytes(data[: len(data) // 2])
     line = assert_clean_error(run_cli("unpack", tmp_path / "cut.tar", "-o", tmp_path / "deploy"), code=1)
@@ -190,7 +190,7 @@ def test_md5_is_checked_when_there_is_no_sha256(project: Project, tmp_path: Path
     block = [line for line in lines[start:end] if not line.strip().startswith("sha256:")]
     good = lines[:start] + block + lines[end:]
     project.lockfile.write_text("\n".join(good) + "\n")
-    run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "ok.tar", check=True)
+    pack_ok(project.dir, tmp_path / "ok.tar")
     bad = [("  md5: " + "f" * 32) if line.strip().startswith("md5:") else line for line in block]
     project.lockfile.write_text("\n".join(lines[:start] + bad + lines[end:]) + "\n")
     line = assert_clean_error(run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "bad.tar"), code=1)

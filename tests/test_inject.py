@@ -7,7 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import DemoChannel, Project, assert_clean_error, run_cli
+from conftest import DemoChannel, Project, assert_clean_error, pack_ok, run_cli
 from support import PackageSpec, build_package, build_wheel, channel_records, write_lockfile
 
 
@@ -36,19 +36,7 @@ def _names(pack: Path) -> list[str]:
 
 def test_inject_valid_conda_packages(project: Project, tmp_path: Path, extra_packages: dict[str, Path]) -> None:
     pack = tmp_path / "e.tar"
-    run_cli(
-        "pack",
-        project.dir,
-        "-p",
-        "linux-64",
-        "-o",
-        pack,
-        "--inject",
-        extra_packages["good"],
-        "-i",
-        extra_packages["good-bz2"],
-        check=True,
-    )
+    pack_ok(project.dir, pack, "--inject", extra_packages["good"], "-i", extra_packages["good-bz2"])
     names = _names(pack)
     assert "channel/noarch/my-webserver-0.1.0-pyh4616a5c_0.conda" in names
     assert "channel/linux-64/my-tool-0.2.0-h0_0.tar.bz2" in names
@@ -87,9 +75,7 @@ def test_inject_broken_package_names_the_missing_dependency(
 def test_inject_replaces_locked_package_and_says_so(
     project: Project, tmp_path: Path, extra_packages: dict[str, Path]
 ) -> None:
-    proc = run_cli(
-        "pack", project.dir, "-p", "linux-64", "-o", tmp_path / "e.tar", "-i", extra_packages["replacement"], check=True
-    )
+    proc = pack_ok(project.dir, tmp_path / "e.tar", "-i", extra_packages["replacement"])
     assert "injected libgreet=1.3.0=h1234_0 replaces locked libgreet=1.2.3=h1234_0" in proc.stderr.decode()
     names = _names(tmp_path / "e.tar")
     assert "channel/linux-64/libgreet-1.3.0-h1234_0.conda" in names
@@ -103,7 +89,7 @@ def test_inject_into_a_subdir_with_no_other_package(
     records = channel_records(channel.path, channel.url)["linux-64"]
     lock = write_lockfile(tmp_path / "p" / "pixi.lock", {"default": {"linux-64": records}}, channel.url)
     pack = tmp_path / "e.tar"
-    run_cli("pack", lock.parent, "-p", "linux-64", "-o", pack, "-i", extra_packages["good"], check=True)
+    pack_ok(lock.parent, pack, "-i", extra_packages["good"])
     names = _names(pack)
     assert "channel/noarch" in names and "channel/noarch/repodata.json" in names
     run_cli("unpack", pack, "-o", tmp_path / "deploy", check=True)

@@ -7,7 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import DemoChannel, run_cli
+from conftest import DemoChannel, pack_ok, run_cli
 from support import channel_records, write_lockfile
 
 
@@ -60,8 +60,8 @@ def test_legacy_lock_versions_pack_identically(version: int, channel: DemoChanne
     legacy = tmp_path / f"v{version}" / "pixi.lock"
     legacy.parent.mkdir()
     legacy.write_text(_legacy_lock(version, channel))
-    run_cli("pack", current.parent, "-p", "linux-64", "-o", tmp_path / "a.tar", check=True)
-    run_cli("pack", legacy.parent, "-p", "linux-64", "-o", tmp_path / "b.tar", check=True)
+    pack_ok(current.parent, tmp_path / "a.tar")
+    pack_ok(legacy.parent, tmp_path / "b.tar")
     with tarfile.open(tmp_path / "a.tar") as a, tarfile.open(tmp_path / "b.tar") as b:
         assert a.getnames() == b.getnames()
         for name in a.getnames():

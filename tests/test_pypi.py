@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import rattler
-from conftest import DemoChannel, assert_clean_error, run_cli
+from conftest import DemoChannel, assert_clean_error, pack_ok, run_cli
 from support import PLACEHOLDER, PackageSpec, add_pypi_hashes, build_channel, build_wheel, channel_records
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -79,7 +79,7 @@ def test_wheels_pack_and_install(wheel_project: tuple[Path, dict[str, Path]], tm
     project, wheels = wheel_project
     cache = tmp_path / "cache"
     pack = tmp_path / "e.tar"
-    run_cli("pack", project, "-p", "linux-64", "-o", pack, "--use-cache", cache, check=True)
+    pack_ok(project, pack, "--use-cache", cache)
     assert sorted(p.name for p in (cache / "pypi").iterdir()) == sorted(w.name for w in wheels.values())
     with tarfile.open(pack) as tar:
         names = tar.getnames()
@@ -154,7 +154,7 @@ def test_sdist_stops_the_pack_unless_ignored(wheel_project: tuple[Path, dict[str
     lock.write_text(text)
     line = assert_clean_error(run_cli("pack", project, "-p", "linux-64", "-o", tmp_path / "e.tar"), code=1)
     assert "PyPI package delta is not a wheel" in line and "--ignore-pypi-non-wheel" in line
-    proc = run_cli("pack", project, "-p", "linux-64", "-o", tmp_path / "e.tar", "--ignore-pypi-non-wheel", check=True)
+    proc = pack_ok(project, tmp_path / "e.tar", "--ignore-pypi-non-wheel")
     assert "skipped PyPI package delta 3.0: not a wheel" in proc.stderr.decode()
     data = json.loads(run_cli("inspect", tmp_path / "e.tar", "--json", check=True).stdout)
     assert not any("delta" in p["file_name"] for p in data["packages"])
@@ -179,7 +179,7 @@ def test_inject_wheel(wheel_project: tuple[Path, dict[str, Path]], tmp_path: Pat
     project, _ = wheel_project
     extra = build_wheel(tmp_path / "w", "delta-extra", "0.3", {"delta_extra": "NAME = 'delta'\n"})
     pack = tmp_path / "e.tar"
-    proc = run_cli("pack", project, "-p", "linux-64", "-o", pack, "-i", extra, check=True)
+    proc = pack_ok(project, pack, "-i", extra)
     assert f"dependencies of injected wheel {extra.name} were not checked" in proc.stderr.decode()
     with tarfile.open(pack) as tar:
         assert f"pypi/{extra.name}" in tar.getnames()

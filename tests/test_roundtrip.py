@@ -7,13 +7,13 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from conftest import Project, run_cli
+from conftest import Project, pack_ok, run_cli
 from support import PLACEHOLDER
 
 
 def test_pack_unpack_roundtrip(project: Project, tmp_path: Path) -> None:
     pack = tmp_path / "out" / "environment.tar"
-    proc = run_cli("pack", project.dir, "-p", "linux-64", "-o", pack, "--json", check=True)
+    proc = pack_ok(project.dir, pack, "--json")
     result = json.loads(proc.stdout)["packs"][0]
     assert result["path"] == str(pack)
     assert result["package_count"] == len(project.linux_packages) >= 20
@@ -81,7 +81,7 @@ def test_directory_pack_and_unpack(project: Project, tmp_path: Path) -> None:
 
 
 def test_stdout_stdin_roundtrip(project: Project, tmp_path: Path) -> None:
-    packed = run_cli("pack", project.dir, "-p", "linux-64", "-o", "-", "-q", check=True)
+    packed = pack_ok(project.dir, "-", "-q")
     assert packed.stdout[:512].find(b"ustar ") == 257
     run_cli("unpack", "-", "-o", tmp_path / "deploy", input=packed.stdout, check=True)
     assert (tmp_path / "deploy" / "env" / "bin" / "hello-tool").exists()
@@ -90,7 +90,7 @@ def test_stdout_stdin_roundtrip(project: Project, tmp_path: Path) -> None:
 
 def test_other_shells(project: Project, tmp_path: Path) -> None:
     pack = tmp_path / "e.tar"
-    run_cli("pack", project.dir, "-p", "linux-64", "-o", pack, check=True)
+    pack_ok(project.dir, pack)
     for shell, ext in (("fish", "fish"), ("powershell", "ps1"), ("zsh", "sh")):
         target = tmp_path / shell
         run_cli("unpack", pack, "-o", target, "-s", shell, check=True)
@@ -99,7 +99,7 @@ def test_other_shells(project: Project, tmp_path: Path) -> None:
 
 def test_unpack_force_replaces_environment(project: Project, tmp_path: Path) -> None:
     pack = tmp_path / "e.tar"
-    run_cli("pack", project.dir, "-p", "linux-64", "-o", pack, check=True)
+    pack_ok(project.dir, pack)
     target = tmp_path / "deploy"
     run_cli("unpack", pack, "-o", target, check=True)
     (target / "env" / "stray-file").write_text("x")
