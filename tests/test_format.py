@@ -7,17 +7,17 @@ import json
 import tarfile
 from pathlib import Path
 
-from conftest import Project, run_cli
+from conftest import Project, pack_ok
 from pixi_pack_ci.core.tarwriter import DETERMINISTIC_MTIME, DeterministicTarWriter
 
 
-def _pack(project: Project, out: Path, *extra: str) -> Path:
-    run_cli("pack", project.dir, "-o", out, *extra, check=True)
+def _pack(project: Project, out: Path, *extra: str, platform: str = "linux-64") -> Path:
+    pack_ok(project.dir, out, *extra, platform=platform)
     return out
 
 
 def test_file_list_and_order(project: Project, tmp_path: Path) -> None:
-    pack = _pack(project, tmp_path / "e.tar", "-p", "linux-64")
+    pack = _pack(project, tmp_path / "e.tar")
     with tarfile.open(pack) as tar:
         members = tar.getmembers()
     names = [m.name for m in members]
@@ -38,7 +38,7 @@ def test_file_list_and_order(project: Project, tmp_path: Path) -> None:
 
 
 def test_header_bytes_match_tar_rs(project: Project, tmp_path: Path) -> None:
-    raw = _pack(project, tmp_path / "e.tar", "-p", "linux-64").read_bytes()
+    raw = _pack(project, tmp_path / "e.tar").read_bytes()
     first = raw[:512]
     assert first[:8] == b"channel\0"
     assert first[257:265] == b"ustar  \0"  # GNU magic + version
@@ -72,7 +72,7 @@ def test_long_names_use_gnu_longlink(tmp_path: Path) -> None:
 
 
 def test_metadata_repodata_and_environment_yml(project: Project, tmp_path: Path) -> None:
-    pack = _pack(project, tmp_path / "e.tar", "-p", "linux-64")
+    pack = _pack(project, tmp_path / "e.tar")
     with tarfile.open(pack) as tar:
 
         def read(name: str) -> bytes:
@@ -112,7 +112,7 @@ def test_repodata_keeps_lockfile_records_not_package_metadata(project: Project, 
     patched = text.replace("  - libgreet >=1\n", "  - libgreet >=1,<2.0a0\n", 1)
     assert patched != text
     project.lockfile.write_text(patched)
-    pack = _pack(project, tmp_path / "e.tar", "-p", "linux-64")
+    pack = _pack(project, tmp_path / "e.tar")
     with tarfile.open(pack) as tar:
         repodata = json.loads(tar.extractfile("channel/linux-64/repodata.json").read())  # type: ignore[union-attr]
     assert repodata["packages.conda"]["hello-tool-1.0-0.conda"]["depends"] == ["libgreet >=1,<2.0a0"]
@@ -120,7 +120,7 @@ def test_repodata_keeps_lockfile_records_not_package_metadata(project: Project, 
 
 def test_cross_platform_packs(project: Project, tmp_path: Path) -> None:
     for platform, subdir, pkg in (("win-64", "win-64", "winpkg"), ("osx-arm64", "osx-arm64", "macpkg")):
-        pack = _pack(project, tmp_path / f"{platform}.tar", "-p", platform)
+        pack = _pack(project, tmp_path / f"{platform}.tar", platform=platform)
         with tarfile.open(pack) as tar:
             names = tar.getnames()
             metadata = json.loads(tar.extractfile("pixi-pack.json").read())  # type: ignore[union-attr]
@@ -137,16 +137,16 @@ def test_cross_platform_packs(project: Project, tmp_path: Path) -> None:
 
 def test_same_inputs_give_same_bytes(project: Project, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    first = _pack(project, tmp_path / "a" / "e.tar", "-p", "linux-64", "--use-cache", str(cache))
+    first = _pack(project, tmp_path / "a" / "e.tar", "--use-cache", str(cache))
     requests_cold = sum(project.channel.server.requests.values())
-    second = _pack(project, tmp_path / "b" / "e.tar", "-p", "linux-64", "--use-cache", str(cache))
+    second = _pack(project, tmp_path / "b" / "e.tar", "--use-cache", str(cache))
     assert sum(project.channel.server.requests.values()) == requests_cold  # warm cache: nothing downloaded
-    third = _pack(project, tmp_path / "c" / "other-name.tar", "-p", "linux-64")  # no cache, other folder
+    third = _pack(project, tmp_path / "c" / "other-name.tar")  # no cache, other folder
     digests = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (first, second, third)}
     assert len(digests) == 1
     # and in a copy of the project elsewhere
     from conftest import make_project
 
     moved = make_project(tmp_path / "elsewhere" / "project", project.channel)
-    fourth = _pack(moved, tmp_path / "d.tar", "-p", "linux-64")
+    fourth = _pack(moved, tmp_path / "d.tar")
     assert hashlib.sha256(fourth.read_bytes()).hexdigest() in digests
