@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import tarfile
 from pathlib import Path
 from typing import Any
 
 from .errors import ArchiveError
-from .layout import CHANNEL_DIR, METADATA_FILE, PYPI_DIR, parse_metadata
+from .layout import CHANNEL_DIR, METADATA_FILE, PYPI_DIR, parse_metadata, repodata_entries
 
 
 def _summarise(metadata_raw: bytes, repodata: dict[str, bytes], sizes: dict[str, int]) -> dict[str, Any]:
     metadata = parse_metadata(metadata_raw)
     packages: list[dict[str, Any]] = []
     for subdir, raw in sorted(repodata.items()):
-        try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ArchiveError(f"{CHANNEL_DIR}/{subdir}/repodata.json is invalid: {exc}") from None
-        entries = {**(data.get("packages") or {}), **(data.get("packages.conda") or {})}
+        entries = repodata_entries(raw, f"{CHANNEL_DIR}/{subdir}/repodata.json")
         for file_name, rec in sorted(entries.items()):
             packages.append(
                 {

@@ -99,6 +99,26 @@ def pack_entries(plan: PackPlan, files: dict[str, Path]) -> list[Entry]:
     return entries
 
 
+def repodata_entries(raw: bytes, where: str) -> dict[str, dict[str, Any]]:
+    """File name → record from a ``repodata.json`` (``packages`` and ``packages.conda`` merged), validated."""
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArchiveError(f"{where} is invalid: {exc}") from None
+    if not isinstance(data, dict):
+        raise ArchiveError(f"{where} is not a JSON object")
+    entries: dict[str, dict[str, Any]] = {}
+    for key in ("packages", "packages.conda"):
+        value = data.get(key) or {}
+        if not isinstance(value, dict):
+            raise ArchiveError(f"{where}: {key!r} must be an object")
+        for file_name, record in value.items():
+            if not isinstance(record, dict) or "/" in file_name or file_name in ("", ".", ".."):
+                raise ArchiveError(f"{where} has an invalid entry {file_name!r}")
+            entries[file_name] = record
+    return entries
+
+
 @dataclass(frozen=True)
 class PackMetadata:
     version: str

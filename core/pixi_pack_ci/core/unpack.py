@@ -23,7 +23,7 @@ from rattler.platform import Platform
 from .activation import SHELLS, write_activation_script
 from .cache import file_digests
 from .errors import ArchiveError, PixiPackError, TargetExistsError, UnpackError, UnsafeArchiveError
-from .layout import CHANNEL_DIR, METADATA_FILE, PYPI_DIR, PackMetadata, parse_metadata
+from .layout import CHANNEL_DIR, METADATA_FILE, PYPI_DIR, PackMetadata, parse_metadata, repodata_entries
 from .model import UnpackResult
 from .records import repodata_records
 from .wheels import find_python, install_wheels
@@ -134,21 +134,8 @@ def _load_records(root: Path, digests: dict[str, tuple[str, str]]) -> list[rattl
         repodata_path = subdir / "repodata.json"
         if not repodata_path.is_file():
             continue
-        try:
-            raw = json.loads(repodata_path.read_bytes())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ArchiveError(f"{CHANNEL_DIR}/{subdir.name}/repodata.json is invalid: {exc}") from None
-        if not isinstance(raw, dict):
-            raise ArchiveError(f"{CHANNEL_DIR}/{subdir.name}/repodata.json is not a JSON object")
-        entries: dict[str, object] = {}
-        for key in ("packages", "packages.conda"):
-            value = raw.get(key) or {}
-            if not isinstance(value, dict):
-                raise ArchiveError(f"{CHANNEL_DIR}/{subdir.name}/repodata.json: {key!r} must be an object")
-            entries.update(value)
+        entries = repodata_entries(repodata_path.read_bytes(), f"{CHANNEL_DIR}/{subdir.name}/repodata.json")
         for file_name, rec in entries.items():
-            if not isinstance(rec, dict) or "/" in file_name or file_name in ("", ".", ".."):
-                raise UnsafeArchiveError(f"repodata.json in {subdir.name} has an invalid entry {file_name!r}")
             package = subdir / file_name
             if package.is_symlink() or not package.is_file():
                 raise ArchiveError(f"package {file_name} is listed in repodata.json but missing from the pack")
