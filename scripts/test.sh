@@ -10,9 +10,18 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
+# sigstore-js, the provenance tests' independent verifier (Node >= 20.17).
+if ! command -v npm >/dev/null 2>&1; then
+  echo "== installing Node.js and npm (Debian)"
+  (apt-get update -qq && apt-get install -y -qq nodejs npm) >/dev/null
+fi
+if [ ! -d tests/js/node_modules/@sigstore/verify ]; then
+  npm ci --prefix tests/js --no-audit --no-fund --loglevel=error >/dev/null
+fi
 echo "== ruff"
 "$venv/bin/ruff" check core plugins hatch_plugin tests examples
-echo "== mypy --strict core"
+echo "== mypy --strict core plugins"
 "$venv/bin/mypy" --strict core/pixi_pack_ci/core
+"$venv/bin/mypy" --strict plugins/pixi_pack_ci/plugins
 echo "== pytest"
 PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest -q "$@"

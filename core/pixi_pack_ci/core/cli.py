@@ -234,7 +234,7 @@ def _cmd_pack(args: argparse.Namespace, pm: PluginManager) -> int:
                 print(f"  note: {note}")
         return 0
     if args.json:
-        _print_json({"packs": [r.to_json() for r in results]})
+        _print_json({"packs": [r.to_json() for r in results], **options.report})
     elif not args.quiet:
         for r in results:
             where = r.path if r.path else "standard output"
@@ -247,6 +247,7 @@ def _cmd_pack(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 def _cmd_unpack(args: argparse.Namespace, pm: PluginManager) -> int:
+    pm.hook.pixi_pack_ci_before_unpack(pack=args.pack, options=args)
     result = run_unpack(args.pack, args.output_directory, args.env_name, args.shell, force=args.force, quiet=args.quiet)
     pm.hook.pixi_pack_ci_unpacked(result=result, options=args)
     if args.json:

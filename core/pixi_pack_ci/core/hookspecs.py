@@ -26,6 +26,16 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
+@hookspec(historic=True)
+def pixi_pack_ci_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
+    """Add a plugin's own hook specifications, so other plugins can extend it.
+
+    Called once for every plugin as it is registered, before any other hook (a historic hook, like
+    pytest's ``pytest_addhooks``). Call ``pluginmanager.add_hookspecs(module)``; implementations of
+    those hooks registered earlier are checked then. Return value is ignored.
+    """
+
+
 @hookspec
 def pixi_pack_ci_add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     """Add command-line flags to one subcommand.
@@ -82,6 +92,15 @@ def pixi_pack_ci_packs_written(packs: list[PackResult], options: PackOptions) ->
     ``packs`` lists each pack's path, sha256, size, environment, platform and packages. CI
     plugins publish outputs here; the provenance plugin signs. Return value is ignored; raise
     ``PixiPackError`` to fail the run (the packs stay on disk).
+    """
+
+
+@hookspec
+def pixi_pack_ci_before_unpack(pack: str, options: argparse.Namespace) -> None:
+    """Called before a pack is read for ``unpack``; raise ``PixiPackError`` to refuse it.
+
+    ``pack`` is the path as given on the command line (``-`` for standard input). The provenance
+    plugin verifies a signature here. Nothing has been extracted yet. Return value is ignored.
     """
 
 

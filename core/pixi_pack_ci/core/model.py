@@ -205,3 +205,6 @@ class PackOptions:
     dry_run: bool = False
     quiet: bool = False
     args: argparse.Namespace = field(default_factory=argparse.Namespace)
+    #: Machine-readable results plugins add in ``pixi_pack_ci_packs_written`` (e.g. ``"attestation"``);
+    #: ``pack --json`` prints each key beside ``"packs"``, and later plugins can read earlier ones' entries.
+    report: dict[str, Any] = field(default_factory=dict)

@@ -61,6 +61,8 @@ def create_plugin_manager(blocked: set[str] | None = None, *, load_entry_points:
     from . import fetch, inject
 
     pm = PluginManager()
+    # Plugins that define their own hooks get to add them as they register, before anything runs.
+    pm.hook.pixi_pack_ci_add_hookspecs.call_historic(kwargs={"pluginmanager": pm})
     blocked = (blocked or set()) | blocked_from_env()
     builtins = {"http": fetch.HttpFetcherPlugin(), "inject": inject.InjectPlugin()}
     for name, plugin in builtins.items():

@@ -1,0 +1,301 @@
+"""The provenance plugin: ``pack --attest``, ``attest``, ``verify``, ``keygen``, ``unpack --verify-bundle``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from pixi_pack_ci.core import PackOptions, PackPlan, PackResult, __version__, hookimpl
+from pixi_pack_ci.core.errors import UsageError
+from pixi_pack_ci.core.inspect_pack import inspect_pack
+
+from . import hookspecs
+from .attest import SigningRequest, attest_files, bundle_path_for
+from .checksums import file_sha256, hashes_value, subjects_for, write_checksums
+from .errors import ProvenanceError
+from .keyed import PASSPHRASE_ENV, generate_key_pair
+from .model import SLSA_PROVENANCE_V1, Attestation, BuildDescription
+from .statement import local_build_description, lockfile_dependency, pack_inputs, package_dependencies
+from .verification import IdentityRequirements, verify_pack
+
+_VERIFY_FLAGS = ("repo", "owner", "signer_workflow", "cert_identity", "cert_oidc_issuer", "source_ref")
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _add_identity_flags(parser: argparse.ArgumentParser, *, prefix_help: str = "") -> None:
+    group = parser.add_argument_group(f"{prefix_help}signature checks")
+    group.add_argument("--repo", metavar="OWNER/REPO", help="the source repository (or its URL, for GitLab)")
+    group.add_argument("--owner", metavar="OWNER", help="the repository owner (or its URL)")
+    group.add_argument(
+        "--signer-workflow", metavar="[HOST/]OWNER/REPO/PATH", help="the workflow that signed (any ref after @)"
+    )
+    group.add_argument("--cert-identity", metavar="URI", help="the exact certificate identity (SAN)")
+    group.add_argument(
+        "--cert-oidc-issuer", metavar="URL", help="the OIDC issuer (default: GitHub Actions', or the repo URL's host)"
+    )
+    group.add_argument("--source-ref", metavar="REF", help="the git ref built, e.g. refs/tags/v1.2.0")
+    group.add_argument(
+        "--trusted-root",
+        type=Path,
+        metavar="FILE",
+        help="Sigstore trusted root (.json or gh's .jsonl), for offline use",
+    )
+    group.add_argument("--offline", action="store_true", help="use the cached/embedded production trusted root")
+    group.add_argument("--key", type=Path, metavar="PUB", help="verify a key-signed bundle with this public key")
+
+
+def _requirements(args: argparse.Namespace) -> IdentityRequirements:
+    return IdentityRequirements(**{name: getattr(args, name, None) for name in _VERIFY_FLAGS})
+
+
+class ProvenancePlugin:
+    """Signs packs (Sigstore keyless or a key) with SLSA v1 provenance, and verifies them."""
+
+    def __init__(self) -> None:
+        self._pm: pluggy.PluginManager | None = None
+        self._preflighted: set[int] = set()
+
+    # --- hooks of the core -------------------------------------------------------------------
+
+    @hookimpl
+    def pixi_pack_ci_add_hookspecs(self, pluginmanager: pluggy.PluginManager) -> None:
+        pluginmanager.add_hookspecs(hookspecs)
+        self._pm = pluginmanager
+
+    @hookimpl
+    def pixi_pack_ci_add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
+        if command == "pack":
+            group = parser.add_argument_group("provenance")
+            group.add_argument(
+                "--attest",
+                action="store_true",
+                help="sign the packs with SLSA v1 provenance (keyless from the CI's OIDC identity)",
+            )
+            group.add_argument(
+                "--sign-key",
+                type=Path,
+                metavar="KEY",
+                help=f"sign with this ECDSA P-256 key instead (${PASSPHRASE_ENV})",
+            )
+            group.add_argument(
+                "--sigstore-trust-config",
+                type=Path,
+                metavar="FILE",
+                help="Sigstore ClientTrustConfig JSON for another instance (default: production)",
+            )
+            group.add_argument(
+                "--checksums",
+                action="store_true",
+                help="write SHA256SUMS and print the base64 hashes (implied by --attest)",
+            )
+        elif command == "unpack":
+            parser.add_argument(
+                "--verify-bundle",
+                type=Path,
+                metavar="BUNDLE",
+                help="verify the pack against this bundle before unpacking",
+            )
+            _add_identity_flags(parser, prefix_help="--verify-bundle ")
+
+    @hookimpl
+    def pixi_pack_ci_add_commands(self, subparsers: Any) -> None:
+        attest = subparsers.add_parser("attest", help="sign existing packs with SLSA v1 provenance")
+        attest.add_argument("packs", nargs="+", type=Path, metavar="PACK")
+        attest.add_argument("--sign-key", type=Path, metavar="KEY", help="sign with this ECDSA P-256 key")
+        attest.add_argument(
+            "--sigstore-trust-config", type=Path, metavar="FILE", help="Sigstore ClientTrustConfig JSON"
+        )
+        attest.add_argument("--lockfile", type=Path, metavar="LOCK", help="record this pixi.lock's digest as an input")
+        attest.add_argument("--json", action="store_true", help="print the result as JSON")
+        attest.add_argument("-q", "--quiet", action="store_true")
+        attest.set_defaults(handler=self._cmd_attest)
+
+        verify = subparsers.add_parser("verify", help="verify a pack's signature, signer and digest")
+        verify.add_argument("pack", type=Path, metavar="PACK")
+        verify.add_argument(
+            "--bundle", type=Path, metavar="BUNDLE", help="Sigstore bundle (default: PACK.sigstore.json)"
+        )
+        verify.add_argument(
+            "--predicate-type", default=SLSA_PROVENANCE_V1, metavar="URI", help=f"(default: {SLSA_PROVENANCE_V1})"
+        )
+        _add_identity_flags(verify)
+        verify.add_argument("--json", action="store_true", help="print what was verified as JSON")
+        verify.set_defaults(handler=self._cmd_verify)
+
+        keygen = subparsers.add_parser("keygen", help="write an ECDSA P-256 key pair for offline signing")
+        keygen.add_argument(
+            "--output-prefix", default="pixi-pack-ci", metavar="PREFIX", help="writes PREFIX.key and PREFIX.pub"
+        )
+        keygen.add_argument(
+            "--no-passphrase",
+            action="store_true",
+            help=f"leave the private key unencrypted (default: ${PASSPHRASE_ENV})",
+        )
+        keygen.set_defaults(handler=self._cmd_keygen)
+
+    @hookimpl
+    def pixi_pack_ci_modify_plan(self, plan: PackPlan, options: PackOptions) -> None:
+        signing = self._signing_request(options.args)
+        if signing is None and not getattr(options.args, "checksums", False):
+            return
+        if plan.output is None:
+            raise UsageError("--attest/--checksums need pack files; they cannot cover a pack sent to standard output")
+        if plan.kind == "directory":
+            raise UsageError("--attest/--checksums cover pack files; --directory-only writes a folder")
+        if signing is not None and not options.dry_run and id(options) not in self._preflighted:
+            signing.preflight()  # before any download: a missing identity must not cost a full pack
+            self._preflighted.add(id(options))
+
+    @hookimpl(tryfirst=True)  # sign before CI plugins publish outputs, so they can include the bundles
+    def pixi_pack_ci_packs_written(self, packs: list[PackResult], options: PackOptions) -> None:
+        signing = self._signing_request(options.args)
+        files = [(p.path, p.sha256) for p in packs if p.path is not None and p.sha256 is not None]
+        if signing is None:
+            if getattr(options.args, "checksums", False):
+                base, subjects = subjects_for(files)
+                path = write_checksums(base, subjects)
+                options.report["checksums"] = {"path": str(path), "hashes": hashes_value(subjects)}
+                if not options.quiet:
+                    _say(f"🧾 Wrote {path}; hashes: {hashes_value(subjects)}")
+            return
+        dependencies = [lockfile_dependency(p) for p in dict.fromkeys(p.lockfile for p in packs)]
+        dependencies += package_dependencies(pkg for p in packs for pkg in p.packages)
+        attestation = attest_files(
+            files, signing, describe_build=self._describe_build, inputs=pack_inputs(options), dependencies=dependencies
+        )
+        self._finish(attestation, options.report, quiet=options.quiet)
+
+    @hookimpl
+    def pixi_pack_ci_before_unpack(self, pack: str, options: argparse.Namespace) -> None:
+        bundle: Path | None = getattr(options, "verify_bundle", None)
+        if bundle is None:
+            given = [
+                f"--{n.replace('_', '-')}" for n in (*_VERIFY_FLAGS, "trusted_root", "key") if getattr(options, n, None)
+            ]
+            if given:
+                raise UsageError(f"{', '.join(given)} only apply with --verify-bundle")
+            return
+        if pack == "-":
+            raise UsageError("--verify-bundle needs a pack file; standard input cannot be checked before unpacking")
+        result = verify_pack(
+            Path(pack),
+            bundle,
+            requirements=_requirements(options),
+            key=options.key,
+            trusted_root=options.trusted_root,
+            offline=options.offline,
+        )
+        if not getattr(options, "quiet", False):
+            for line in result.lines():
+                _say(line)
+
+    # --- our own hooks' fallback -------------------------------------------------------------
+
+    @hookimpl(trylast=True)
+    def pixi_pack_ci_provenance_build(self, claims: Mapping[str, Any] | None) -> BuildDescription:
+        return local_build_description()
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _signing_request(args: argparse.Namespace) -> SigningRequest | None:
+        key = getattr(args, "sign_key", None)
+        if not getattr(args, "attest", False) and key is None:
+            return None
+        return SigningRequest(sign_key=key, trust_config=getattr(args, "sigstore_trust_config", None))
+
+    def _describe_build(self, claims: Mapping[str, Any] | None) -> BuildDescription:
+        assert self._pm is not None, "the provenance plugin was used before its hooks were added"
+        result = self._pm.hook.pixi_pack_ci_provenance_build(claims=claims)
+        return result if isinstance(result, BuildDescription) else local_build_description()
+
+    def _finish(self, attestation: Attestation, report: dict[str, Any], *, quiet: bool) -> None:
+        assert self._pm is not None
+        hashes = hashes_value(attestation.subjects)
+        report["attestation"] = {**attestation.to_json(), "hashes": hashes}
+        if not quiet:
+            how = f"keyless as {attestation.signer}" if attestation.keyless else f"with key {attestation.signer[:16]}"
+            _say(f"🔏 Signed {len(attestation.subjects)} pack(s) {how}")
+            for path in attestation.bundle_paths:
+                _say(f"   bundle: {path}")
+            _say(f"   checksums: {attestation.checksums_path}")
+            _say(f"   hashes: {hashes}")
+        self._pm.hook.pixi_pack_ci_provenance_signed(attestation=attestation, report=report["attestation"])
+
+    # --- commands ----------------------------------------------------------------------------
+
+    def _cmd_attest(self, args: argparse.Namespace) -> int:
+        request = SigningRequest(sign_key=args.sign_key, trust_config=args.sigstore_trust_config)
+        files: list[tuple[Path, str]] = []
+        dependencies: list[dict[str, Any]] = []
+        platforms: dict[str, str] = {}
+        for pack in args.packs:
+            if not pack.is_file():
+                raise ProvenanceError(f"{pack} is not a pack file")
+            files.append((pack, file_sha256(pack)))
+            if pack.suffix == ".tar":
+                summary = inspect_pack(pack)
+                platforms[pack.name] = str(summary["platform"])
+                dependencies += package_dependencies(summary["packages"])
+        if args.lockfile is not None:
+            if not args.lockfile.is_file():
+                raise ProvenanceError(f"lockfile {args.lockfile} does not exist")
+            dependencies.insert(0, lockfile_dependency(args.lockfile))
+        request.preflight()
+        inputs = {"attested": [p.name for p in args.packs], "platforms": platforms, "pixiPackCiVersion": __version__}
+        attestation = attest_files(
+            files,
+            request,
+            describe_build=self._describe_build,
+            inputs=inputs,
+            dependencies=package_dedupe(dependencies),
+        )
+        report: dict[str, Any] = {}
+        self._finish(attestation, report, quiet=args.quiet or args.json)
+        if args.json:
+            print(json.dumps(report["attestation"], indent=2))
+        else:
+            print(report["attestation"]["hashes"])
+        return 0
+
+    def _cmd_verify(self, args: argparse.Namespace) -> int:
+        result = verify_pack(
+            args.pack,
+            args.bundle or bundle_path_for(args.pack),
+            requirements=_requirements(args),
+            key=args.key,
+            trusted_root=args.trusted_root,
+            offline=args.offline,
+            predicate_type=args.predicate_type,
+        )
+        if args.json:
+            print(json.dumps(result.to_json(), indent=2))
+        else:
+            print("\n".join(result.lines()))
+        return 0
+
+    def _cmd_keygen(self, args: argparse.Namespace) -> int:
+        prefix = Path(args.output_prefix)
+        private, public = prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
+        hint = generate_key_pair(private, public, encrypt=not args.no_passphrase)
+        print(f"🔑 Wrote {private} (private, keep it secret) and {public} (public); key id {hint[:16]}")
+        return 0
+
+
+def package_dedupe(dependencies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: set[str] = set()
+    out = []
+    for dep in dependencies:
+        key = json.dumps(dep, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(dep)
+    return out
