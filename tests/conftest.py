@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from signing import Sigstore
+from sigstore_double import FakeSigstore
 from support import PLACEHOLDER, ChannelServer, PackageSpec, build_channel, channel_records, write_lockfile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,7 +149,8 @@ def assert_clean_error(proc: subprocess.CompletedProcess[bytes], *, code: int | 
     err = proc.stderr.decode()
     assert proc.returncode in codes, f"exit {proc.returncode}, stderr:\n{err}"
     assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.strip()]
+    # Workflow commands (::add-mask::, ::error ...::) are read by the GitHub runner, not shown as lines.
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("::")]
     assert len(lines) == 1, f"expected one error line, got:\n{err}"
     assert lines[0].startswith("pixi-pack-ci: error: "), lines[0]
     return lines[0]
@@ -157,3 +161,15 @@ def pack_ok(
 ) -> subprocess.CompletedProcess[bytes]:
     """``pixi-pack-ci pack MANIFEST -p PLATFORM -o OUTPUT ...`` that must succeed."""
     return run_cli("pack", manifest, "-p", platform, "-o", output, *extra, check=True, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def sigstore(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sigstore]:
+    fake = FakeSigstore()
+    fake.start()
+    d = tmp_path_factory.mktemp("sigstore")
+    (d / "trust_config.json").write_text(json.dumps(fake.client_trust_config()))
+    (d / "trusted_root.json").write_text(json.dumps(fake.trusted_root()))
+    (d / "trusted_root.jsonl").write_text(json.dumps(fake.trusted_root(), separators=(",", ":")) + "\n")
+    yield Sigstore(fake, d / "trust_config.json", d / "trusted_root.json", d / "trusted_root.jsonl")
+    fake.stop()

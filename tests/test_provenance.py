@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,94 +26,24 @@ from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from in_toto_attestation.v1 import statement_pb2
 from in_toto_attestation.v1.resource_descriptor import ResourceDescriptor
 from in_toto_attestation.v1.statement import Statement
-from sigstore_double import FakeSigstore, fake_github_token, fake_gitlab_token
+from signing import (
+    COMMIT,
+    GITHUB_ISSUER,
+    GITLAB_SAN,
+    KEY_PASSWORD,
+    SAN,
+    UPLOAD_TOKEN,
+    WORKFLOW,
+    Sigstore,
+    assert_secret_hidden,
+    github_env,
+    gitlab_env,
+    no_ci,
+)
 from support import channel_records, write_lockfile
 
 ROOT = Path(__file__).resolve().parent
 NODE_VERIFIER = ROOT / "js" / "verify_bundle.mjs"
-GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
-WORKFLOW = ".github/workflows/release.yml"
-SAN = f"https://github.com/acme/pixi-app/{WORKFLOW}@refs/heads/main"
-GITLAB_SAN = "https://gitlab.com/acme/pixi-app//.gitlab-ci.yml@refs/heads/main"
-COMMIT = "a" * 40
-UPLOAD_TOKEN = "ghs_upload-token-never-printed"
-KEY_PASSWORD = "correct horse battery staple"
-
-# Variables a CI machine running these tests could have set; each test states its own CI.
-_CI_VARS = (
-    "GITHUB_ACTIONS",
-    "ACTIONS_ID_TOKEN_REQUEST_URL",
-    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-    "GITHUB_TOKEN",
-    "GITLAB_CI",
-    "SIGSTORE_ID_TOKEN",
-    "SIGSTORE_IDENTITY_TOKEN",
-    "BUILDKITE",
-    "CIRCLECI",
-    "GOOGLE_SERVICE_ACCOUNT_NAME",
-)
-
-
-@dataclass
-class Sigstore:
-    fake: FakeSigstore
-    trust_config: Path
-    trusted_root: Path
-    trusted_root_jsonl: Path
-
-
-@pytest.fixture(scope="session")
-def sigstore(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sigstore]:
-    fake = FakeSigstore()
-    fake.start()
-    d = tmp_path_factory.mktemp("sigstore")
-    (d / "trust_config.json").write_text(json.dumps(fake.client_trust_config()))
-    (d / "trusted_root.json").write_text(json.dumps(fake.trusted_root()))
-    (d / "trusted_root.jsonl").write_text(json.dumps(fake.trusted_root(), separators=(",", ":")) + "\n")
-    yield Sigstore(fake, d / "trust_config.json", d / "trusted_root.json", d / "trusted_root.jsonl")
-    fake.stop()
-
-
-def no_ci() -> dict[str, str]:
-    return dict.fromkeys(_CI_VARS, "")
-
-
-def github_env(sigstore: Sigstore) -> dict[str, str]:
-    """A GitHub Actions job with `id-token: write`: the token comes from the (loopback) token URL."""
-    sigstore.fake.github_token = fake_github_token("acme", "pixi-app", WORKFLOW, sha=COMMIT)
-    return {
-        **no_ci(),
-        "GITHUB_ACTIONS": "true",
-        "ACTIONS_ID_TOKEN_REQUEST_URL": f"{sigstore.fake.rekor_url}/token?api-version=2.0",
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "runtime-request-token",
-        "GITHUB_SERVER_URL": "https://github.com",
-        "GITHUB_API_URL": sigstore.fake.rekor_url,
-        "GITHUB_REPOSITORY": "acme/pixi-app",
-        "GITHUB_WORKFLOW_REF": f"acme/pixi-app/{WORKFLOW}@refs/heads/main",
-        "GITHUB_TOKEN": UPLOAD_TOKEN,
-    }
-
-
-def gitlab_env() -> dict[str, str]:
-    """A GitLab job with `id_tokens: SIGSTORE_ID_TOKEN: aud: sigstore`."""
-    return {
-        **no_ci(),
-        "GITLAB_CI": "true",
-        "SIGSTORE_ID_TOKEN": fake_gitlab_token("acme/pixi-app", "main", COMMIT),
-        "CI_SERVER_URL": "https://gitlab.com",
-        "CI_PROJECT_URL": "https://gitlab.com/acme/pixi-app",
-        "CI_PROJECT_PATH": "acme/pixi-app",
-        "CI_PROJECT_ID": "777",
-        "CI_COMMIT_SHA": COMMIT,
-        "CI_COMMIT_BRANCH": "main",
-        "CI_COMMIT_REF_NAME": "main",
-        "CI_PIPELINE_ID": "4242",
-        "CI_PIPELINE_SOURCE": "push",
-        "CI_PIPELINE_URL": "https://gitlab.com/acme/pixi-app/-/pipelines/4242",
-        "CI_JOB_ID": "999",
-        "CI_JOB_NAME": "pixi-pack: [linux-64]",
-        "CI_JOB_URL": "https://gitlab.com/acme/pixi-app/-/jobs/999",
-    }
 
 
 def gh_binary() -> str:
@@ -271,7 +200,7 @@ def test_github_bundle_is_uploaded_to_the_attestations_api(github_run: SignedRun
     assert github_run.report["attestation"]["github_attestation"]["url"].startswith(
         "https://github.com/acme/pixi-app/attestations/"
     )
-    assert UPLOAD_TOKEN not in github_run.stderr
+    assert_secret_hidden(github_run.stderr, UPLOAD_TOKEN)
 
 
 def test_github_bundle_passes_three_verifiers(github_run: SignedRun, sigstore: Sigstore) -> None:
@@ -486,8 +415,9 @@ def test_statement_carries_no_credentials(project: Project, tmp_path: Path, sigs
             (tmp_path / "SHA256SUMS").read_text(),
         ]
     )
-    for secret in (SECRET, AUTH_SECRET, "lockuser", UPLOAD_TOKEN):
-        assert secret not in everything, secret
+    for secret in (SECRET, AUTH_SECRET, UPLOAD_TOKEN):
+        assert_secret_hidden(everything, secret)
+    assert "lockuser" not in everything
     uris = [d.get("uri", "") for d in statement["predicate"]["buildDefinition"]["resolvedDependencies"][1:]]
     assert uris and all(u.startswith("http://127.0.0.1:") and "@" not in u for u in uris[1:])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -16,6 +17,7 @@ from .errors import (
 )
 from .model import CondaArtifact, PackPlan, PypiArtifact
 from .records import repodata_entry
+from .redact import SECRETS
 
 LOCKFILE_NAME = "pixi.lock"
 
@@ -50,8 +52,21 @@ def load_lockfile(manifest_path: Path) -> LoadedLockfile:
         lock = rattler.LockFile.from_path(path)
     except Exception as exc:  # py-rattler raises its own exception types with multi-line text
         detail = " ".join(str(exc).split())
-        raise LockfileError(f"could not read lockfile {path}: {detail}", file=str(path)) from None
+        at = re.search(r"\bat line (\d+)", detail)
+        raise LockfileError(
+            f"could not read lockfile {path}: {detail}", file=str(path), line=int(at.group(1)) if at else None
+        ) from None
     return LoadedLockfile(path, lock)
+
+
+def line_of(path: Path, pattern: str) -> int | None:
+    """The 1-based line of ``path`` where ``pattern`` (a regex) first matches, for CI annotations."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    match = re.search(pattern, text, flags=re.MULTILINE)
+    return text.count("\n", 0, match.start()) + 1 if match else None
 
 
 def _location_to_url(location: str, lock_dir: Path) -> str:
@@ -122,7 +137,9 @@ def build_plan(
     if env is None:
         names = ", ".join(loaded.environment_names()) or "none"
         raise EnvironmentNotFoundError(
-            f"environment {environment!r} not found in {loaded.path.name}; it has: {names}", file=str(loaded.path)
+            f"environment {environment!r} not found in {loaded.path.name}; it has: {names}",
+            file=str(loaded.path),
+            line=line_of(loaded.path, r"^environments:"),
         )
     platforms = {p.name: p for p in env.platforms()}
     lock_platform = platforms.get(platform)
@@ -131,6 +148,7 @@ def build_plan(
         raise PlatformNotFoundError(
             f"platform {platform!r} not found for environment {environment!r} in {loaded.path.name}; it has: {names}",
             file=str(loaded.path),
+            line=line_of(loaded.path, rf"^  {re.escape(environment)}:\s*$"),
         )
     plan = PackPlan(environment=environment, platform=platform, lockfile=loaded.path)
     for pkg in env.packages(lock_platform) or []:
@@ -139,11 +157,14 @@ def build_plan(
                 f"package {pkg.name!r} is a source package ({pkg.location}); pixi-pack-ci packs built "
                 "packages only: build it (pixi publish, rattler-build) and add the result with --inject",
                 file=str(loaded.path),
+                line=line_of(loaded.path, re.escape(str(pkg.location))),
             )
         if isinstance(pkg, rattler.CondaLockedBinaryPackage):
             plan.conda.append(_conda_artifact(pkg, loaded.directory))
+            SECRETS.add_from_url(plan.conda[-1].url)
         elif isinstance(pkg, rattler.PypiLockedPackage):
             wheel = _pypi_artifact(pkg, loaded.directory)
+            SECRETS.add_from_url(wheel.url)
             if wheel.file_name.endswith(".whl"):
                 plan.pypi.append(wheel)
             elif ignore_pypi_non_wheel:
@@ -153,6 +174,7 @@ def build_plan(
                     f"PyPI package {pkg.name} is not a wheel ({pkg.location}); build a wheel and --inject it, "
                     "or pass --ignore-pypi-non-wheel to leave it out",
                     file=str(loaded.path),
+                    line=line_of(loaded.path, re.escape(str(pkg.location))),
                 )
         else:
             raise LockfileError(

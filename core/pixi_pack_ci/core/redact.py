@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import Callable
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 # A conda token lives in the path as /t/<token>/ (anaconda.org, quetz, prefix.dev style).
 _CONDA_TOKEN = re.compile(r"/t/[^/]+(?=/|$)")
@@ -49,11 +50,31 @@ class SecretRegistry:
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
+        self._listeners: list[Callable[[str], None]] = []
 
     def add(self, secret: str | None) -> None:
         # Very short values would scrub innocent text; real credentials are longer.
-        if secret and len(secret) >= 4:
+        if secret and len(secret) >= 4 and secret not in self._secrets:
             self._secrets.add(secret)
+            for listener in self._listeners:
+                listener(secret)
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener`` with every secret known now and every one added later (CI log masking)."""
+        self._listeners.append(listener)
+        for secret in sorted(self._secrets):
+            listener(secret)
+
+    def add_from_url(self, url: str) -> None:
+        """Register the password and conda token a URL carries, if any."""
+        try:
+            parts = urlsplit(url)
+            self.add(unquote(parts.password) if parts.password else None)
+        except ValueError:
+            return
+        token = _CONDA_TOKEN.search(parts.path)
+        if token:
+            self.add(token.group(0)[3:])
 
     def scrub(self, text: str) -> str:
         for secret in sorted(self._secrets, key=len, reverse=True):

@@ -1,28 +1,99 @@
-"""The GitHub Actions plugin: hooks only; the work is in the sibling modules."""
+"""The GitHub Actions plugin: step outputs, job summary, masks, annotations, provenance.
+
+Active only inside GitHub Actions (``GITHUB_ACTIONS=true``), whether the action or a plain
+``pixi-pack-ci`` step runs it. Workflow commands go to stderr, which the runner reads as it reads
+stdout, so ``pack --json`` keeps a clean stdout.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
-from pixi_pack_ci.core import hookimpl
+import github_action_utils as gha
+from pixi_pack_ci.core import PackOptions, PackPlan, PackResult, PixiPackError, hookimpl
+from pixi_pack_ci.core.redact import SECRETS
 from pixi_pack_ci.plugins.provenance.model import Attestation, BuildDescription
 
+from .outputs import action_outputs, job_summary
 from .provenance import github_build_description, in_github_actions, upload_attestation, upload_token
+
+#: ``false`` turns the job summary off (the action's ``job-summary`` input).
+SUMMARY_SWITCH_ENV = "PIXI_PACK_CI_JOB_SUMMARY"
+
+
+@contextlib.contextmanager
+def _commands_to_stderr() -> Iterator[None]:
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+    sys.stderr.flush()
+
+
+def _workspace_relative(file: str) -> str:
+    workspace = os.environ.get("GITHUB_WORKSPACE")
+    path = Path(file).absolute()
+    if workspace:
+        with contextlib.suppress(ValueError):
+            return path.relative_to(Path(workspace).absolute()).as_posix()
+    return str(path)
 
 
 class GitHubPlugin:
+    def __init__(self) -> None:
+        self._masking = False
+
+    @staticmethod
+    def _active() -> bool:
+        return in_github_actions(os.environ)
+
+    def _mask(self, secret: str) -> None:
+        with _commands_to_stderr():
+            gha.add_mask(secret)
+
+    @hookimpl
+    def pixi_pack_ci_modify_plan(self, plan: PackPlan, options: PackOptions) -> None:
+        # Credentials are known by now (auth file, lockfile URLs); mask them and any found later.
+        if self._active() and not self._masking:
+            self._masking = True
+            SECRETS.subscribe(self._mask)
+
+    @hookimpl(trylast=True)  # after the provenance plugin has signed, so bundles are in the report
+    def pixi_pack_ci_packs_written(self, packs: list[PackResult], options: PackOptions) -> None:
+        if not self._active():
+            return
+        outputs = action_outputs(packs, options.report)
+        if os.environ.get("GITHUB_OUTPUT"):
+            for name, value in outputs.items():
+                gha.set_output(name, value)
+        if os.environ.get("GITHUB_STEP_SUMMARY") and os.environ.get(SUMMARY_SWITCH_ENV, "true").lower() != "false":
+            gha.append_job_summary(job_summary(packs, options.report))
+
+    @hookimpl
+    def pixi_pack_ci_error(self, error: PixiPackError, command: str) -> None:
+        if not self._active():
+            return
+        with _commands_to_stderr():
+            gha.error(
+                str(error),
+                title=f"pixi-pack-ci {command}",
+                file=_workspace_relative(error.file) if error.file else None,
+                line=error.line,
+            )
+
     @hookimpl
     def pixi_pack_ci_provenance_build(self, claims: Mapping[str, Any] | None) -> BuildDescription | None:
-        if not in_github_actions(os.environ):
+        if not self._active():
             return None
         return github_build_description(claims, os.environ)
 
     @hookimpl
     def pixi_pack_ci_provenance_signed(self, attestation: Attestation, report: dict[str, Any]) -> None:
         # Only Sigstore bundles: the attestations API rejects key-signed ones.
-        if not in_github_actions(os.environ) or not attestation.keyless:
+        if not self._active() or not attestation.keyless:
             return
         token = upload_token(os.environ)
         if token is None:

@@ -1,0 +1,242 @@
+"""The action's entry point and the GitHub plugin, run as the composite step runs them: INPUT_*
+variables in, GITHUB_OUTPUT / GITHUB_STEP_SUMMARY / GITHUB_ENV files and workflow commands out."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from conftest import Project
+from signing import SAN, Sigstore, assert_secret_hidden, github_env, no_ci
+from support import basic_auth, channel_records, write_lockfile
+
+
+@dataclass
+class StepRun:
+    proc: subprocess.CompletedProcess[str]
+    outputs: dict[str, str]
+    summary: str
+    cwd: Path
+
+    @property
+    def stderr(self) -> str:
+        return self.proc.stderr
+
+
+def parse_github_output(text: str) -> dict[str, str]:
+    """The runner's reading of $GITHUB_OUTPUT: `name=value` lines and `name<<DELIM` heredocs."""
+    outputs: dict[str, str] = {}
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
+            name, delimiter = line.split("<<", 1)
+            end = lines.index(delimiter, i + 1)
+            outputs[name] = "\n".join(lines[i + 1 : end])
+            i = end + 1
+        else:
+            name, value = line.split("=", 1)
+            outputs[name] = value
+            i += 1
+    return outputs
+
+
+def run_step(cwd: Path, inputs: dict[str, str], env: dict[str, str] | None = None, *args: str) -> StepRun:
+    cwd.mkdir(parents=True, exist_ok=True)
+    files = {
+        name: cwd.parent / f"{cwd.name}.{name.lower()}"
+        for name in ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_ENV")
+    }
+    for f in files.values():
+        f.write_text("")
+    full_env = {
+        **__import__("os").environ,
+        **no_ci(),
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_WORKSPACE": str(cwd),
+        "PIXI_PACK_CI_DOWNLOAD_ATTEMPTS": "2",
+        **{k: str(v) for k, v in files.items()},
+        **{f"INPUT_{name.upper()}": value for name, value in inputs.items()},
+        **(env or {}),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "pixi_pack_ci.plugins.github.action", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
+    )
+    return StepRun(
+        proc, parse_github_output(files["GITHUB_OUTPUT"].read_text()), files["GITHUB_STEP_SUMMARY"].read_text(), cwd
+    )
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_one_pack_sets_every_output_and_the_summary(project: Project, tmp_path: Path) -> None:
+    step = run_step(tmp_path / "ws", {"manifest-path": str(project.dir), "platforms": "linux-64"})
+    assert step.proc.returncode == 0, step.stderr
+    out = step.outputs
+    assert set(out) >= {"pack-paths", "pack-path", "packs-json", "hashes", "bundle-paths", "attestation-url"}
+    assert out["pack-paths"] == out["pack-path"] == "pixi-packs/default-linux-64.tar"
+    pack = step.cwd / out["pack-path"]
+    (entry,) = json.loads(out["packs-json"])
+    assert entry == {
+        "environment": "default",
+        "platform": "linux-64",
+        "path": "pixi-packs/default-linux-64.tar",
+        "sha256": sha256(pack),
+        "size": pack.stat().st_size,
+        "packages": len(project.linux_packages),
+    }
+    assert base64.b64decode(out["hashes"]).decode() == f"{sha256(pack)}  default-linux-64.tar\n"
+    assert out["bundle-paths"] == "" and out["attestation-url"] == ""
+    assert "| pack | environment | platform | size | sha256 | packages |" in step.summary
+    assert "| `pixi-packs/default-linux-64.tar` | default | linux-64 | 55." in step.summary
+    assert f"`{sha256(pack)}` | {len(project.linux_packages)} |" in step.summary
+    assert "::group ::pixi-pack-ci pack" in step.proc.stdout and "::endgroup::" in step.proc.stdout
+
+
+def test_several_packs_and_their_hashes(project: Project, tmp_path: Path) -> None:
+    inputs = {
+        "manifest-path": str(project.dir / "pixi.toml"),
+        "environments": "default\nprod",
+        "platforms": "linux-64 win-64",
+        "output-dir": "out",
+        "job-summary": "false",
+    }
+    # prod has no win-64: the run fails with an annotation and writes no outputs.
+    failed = run_step(tmp_path / "bad", inputs)
+    assert failed.proc.returncode == 2 and failed.outputs == {}
+    # The lockfile is outside the workspace, so the annotation names it by absolute path.
+    assert f"::error title=pixi-pack-ci pack,file={project.lockfile}," in failed.stderr
+    assert "not found for environment 'prod'" in failed.stderr
+
+    inputs["environments"] = "default"
+    inputs["platforms"] = "linux-64\nwin-64\nosx-arm64"
+    step = run_step(tmp_path / "ws", inputs)
+    assert step.proc.returncode == 0, step.stderr
+    paths = step.outputs["pack-paths"].splitlines()
+    assert paths == [f"out/default-{p}.tar" for p in ("linux-64", "win-64", "osx-arm64")]
+    packs = json.loads(step.outputs["packs-json"])
+    assert [p["path"] for p in packs] == paths and all(p["sha256"] == sha256(step.cwd / p["path"]) for p in packs)
+    lines = base64.b64decode(step.outputs["hashes"]).decode().splitlines()
+    assert lines == [f"{sha256(step.cwd / p)}  {Path(p).name}" for p in paths]
+    assert step.summary == "", "job-summary: false writes no summary"
+    # The runner's own check: sha256sum -c against the decoded hashes, from the packs' folder.
+    check = subprocess.run(
+        ["sha256sum", "-c", "-"], input="\n".join(lines) + "\n", text=True, cwd=step.cwd / "out", capture_output=True
+    )
+    assert check.returncode == 0 and check.stdout.count(": OK") == 3
+
+
+def test_errors_become_annotations_on_the_lockfile(project: Project, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    local = ws / "proj"
+    local.mkdir(parents=True)
+    (local / "pixi.toml").write_text(project.dir.joinpath("pixi.toml").read_text())
+    (local / "pixi.lock").write_text(project.lockfile.read_text())
+    step = run_step(ws, {"manifest-path": "proj", "environments": "missing"})
+    assert step.proc.returncode == 2 and step.outputs == {}
+    (annotation,) = [line for line in step.stderr.splitlines() if line.startswith("::error")]
+    line_no = 1 + project.lockfile.read_text().splitlines().index("environments:")
+    assert annotation.startswith(f"::error title=pixi-pack-ci pack,file=proj/pixi.lock,line={line_no}::")
+    assert "environment 'missing' not found" in annotation
+
+    broken = ws / "broken"
+    broken.mkdir()
+    (broken / "pixi.lock").write_text("version: 6\nenvironments:\n  default:\n    channels: [\n  bad: : :\n")
+    step = run_step(ws, {"manifest-path": "broken"})
+    assert step.proc.returncode == 1
+    assert "::error title=pixi-pack-ci pack,file=broken/pixi.lock,line=5::" in step.stderr
+
+
+def test_bad_inputs_fail_with_one_clear_error(project: Project, tmp_path: Path) -> None:
+    for inputs, message in [
+        ({"create-executable": "yes please"}, "input create-executable must be true or false"),
+        ({"log-level": "loud"}, "input log-level must be one of"),
+        ({"inject": "nothing-*.conda"}, "matches no file"),
+    ]:
+        step = run_step(tmp_path / "ws", {"manifest-path": str(project.dir), **inputs})
+        assert step.proc.returncode == 2, step.stderr
+        assert message in step.stderr and "::error title=pixi-pack-ci::" in step.proc.stdout
+        assert "Traceback" not in step.stderr and step.outputs == {}
+
+
+SECRET = "lock-url-password-1234"
+AUTH_SECRET = "bearer-from-auth-file-5678"
+
+
+def test_credentials_are_masked_and_never_printed(project: Project, tmp_path: Path) -> None:
+    server = project.channel.server
+    server.required_auth = {"/": basic_auth("ci", SECRET)}
+    authed_url = project.channel.url.replace("http://", f"http://ci:{SECRET}@")
+    records = channel_records(project.channel.path, authed_url)
+    lock_dir = tmp_path / "p"
+    write_lockfile(
+        lock_dir / "pixi.lock", {"default": {"linux-64": records["linux-64"] + records["noarch"]}}, authed_url
+    )
+    auth = tmp_path / "auth.json"
+    auth.write_text(json.dumps({"unused.example": {"BearerToken": AUTH_SECRET}}))
+    step = run_step(
+        tmp_path / "ws",
+        {"manifest-path": str(lock_dir), "platforms": "linux-64", "auth-file": str(auth), "log-level": "debug"},
+    )
+    assert step.proc.returncode == 0, step.stderr
+    everything = step.proc.stdout + step.stderr + step.summary + json.dumps(step.outputs)
+    for secret in (SECRET, AUTH_SECRET):
+        assert f"::add-mask ::{secret}" in step.stderr, f"{secret} was not masked"
+        assert_secret_hidden(everything, secret)
+
+
+def test_attest_adds_bundles_and_links(project: Project, tmp_path: Path, sigstore: Sigstore) -> None:
+    env = github_env(sigstore)
+    step = run_step(
+        tmp_path / "ws",
+        {
+            "manifest-path": str(project.dir),
+            "platforms": "linux-64",
+            "attest": "true",
+            "sigstore-trust-config": str(sigstore.trust_config),
+        },
+        env,
+    )
+    assert step.proc.returncode == 0, step.stderr
+    assert step.outputs["bundle-paths"] == "pixi-packs/default-linux-64.tar.sigstore.json"
+    assert (step.cwd / step.outputs["bundle-paths"]).is_file()
+    url = step.outputs["attestation-url"]
+    assert re.fullmatch(r"https://github\.com/acme/pixi-app/attestations/\d+", url)
+    assert f"🔏 Signed keyless (Sigstore) by `{SAN}`" in step.summary
+    assert (
+        f"[{url}]({url})" in step.summary
+        and "gh attestation verify default-linux-64.tar --repo acme/pixi-app" in step.summary
+    )
+
+
+def test_cache_key_follows_the_lockfile_and_the_platforms(project: Project, tmp_path: Path) -> None:
+    def key(**inputs: str) -> dict[str, str]:
+        step = run_step(
+            tmp_path / "ws", {"manifest-path": str(project.dir), **inputs}, {"RUNNER_OS": "Linux"}, "cache-key"
+        )
+        assert step.proc.returncode == 0, step.stderr
+        return step.outputs
+
+    first = key(platforms="linux-64")
+    assert first["key"].startswith(first["restore-prefix"]) and first["restore-prefix"].startswith(
+        "pixi-pack-ci-v1-Linux-"
+    )
+    assert hashlib.sha256(project.lockfile.read_bytes()).hexdigest()[:20] in first["key"]
+    assert key(platforms="linux-64") == first
+    assert key(platforms="linux-64 win-64")["key"] != first["key"]
+    project.lockfile.write_text(project.lockfile.read_text() + "\n")
+    assert key(platforms="linux-64")["key"] != first["key"]
