@@ -15,6 +15,10 @@ if ! command -v npm >/dev/null 2>&1; then
   echo "== installing Node.js and npm (Debian)"
   (apt-get update -qq && apt-get install -y -qq nodejs npm) >/dev/null
 fi
+# shellcheck lets actionlint check the workflows' scripts too.
+if ! command -v shellcheck >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && apt-get install -y -qq shellcheck) >/dev/null 2>&1 || echo "(shellcheck not installed)"
+fi
 if [ ! -d tests/js/node_modules/@sigstore/verify ]; then
   npm ci --prefix tests/js --no-audit --no-fund --loglevel=error >/dev/null
 fi
