@@ -36,7 +36,8 @@ def act_binary() -> str:
 
 
 def output(log: str, name: str) -> str:
-    values = re.findall(rf"::set-output:: {re.escape(name)}=(.*)", log)
+    """The first value the pack job set for ``name`` (jobs run side by side; bad-input's are empty)."""
+    values = re.findall(rf"^\[test-action/pack\].*::set-output:: {re.escape(name)}=(.*)", log, flags=re.MULTILINE)
     assert values, f"no output {name} in the act log"
     return values[0]
 
