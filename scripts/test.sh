@@ -15,11 +15,14 @@ if ! command -v npm >/dev/null 2>&1; then
   echo "== installing Node.js and npm (Debian)"
   (apt-get update -qq && apt-get install -y -qq nodejs npm) >/dev/null
 fi
-# shellcheck lets actionlint check the workflows' scripts too.
-if ! command -v shellcheck >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  (apt-get update -qq && apt-get install -y -qq shellcheck) >/dev/null 2>&1 || echo "(shellcheck not installed)"
+# Debian tools: shellcheck (actionlint checks the workflows' scripts with it), rsync (gitlab-ci-local).
+missing=""
+for tool in shellcheck rsync; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
+if [ -n "$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "== installing$missing (Debian)"
+  (apt-get update -qq && apt-get install -y -qq $missing) >/dev/null 2>&1 || echo "(could not install$missing)"
 fi
-if [ ! -d tests/js/node_modules/@sigstore/verify ]; then
+if [ ! -d tests/js/node_modules/@sigstore/verify ] || [ ! -x tests/js/node_modules/.bin/gitlab-ci-local ]; then
   npm ci --prefix tests/js --no-audit --no-fund --loglevel=error >/dev/null
 fi
 echo "== ruff"

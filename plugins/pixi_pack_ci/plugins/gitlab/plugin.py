@@ -1,20 +1,82 @@
-"""The GitLab CI plugin: hooks only; the work is in the sibling modules."""
+"""The GitLab CI plugin: packs.json, dotenv report, log sections, provenance; ``collect``.
+
+Active only inside GitLab CI (``GITLAB_CI=true``), except the ``collect`` command, which merges
+the matrix jobs' ``packs-*.json`` anywhere.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from pixi_pack_ci.core import hookimpl
+from pixi_pack_ci.core import PackOptions, PackPlan, PackResult, hookimpl
+from pixi_pack_ci.core.errors import UsageError
 from pixi_pack_ci.plugins.provenance.model import BuildDescription
 
+from .job import LogSection, dotenv_path, merge_packs_json, write_dotenv, write_packs_json
 from .provenance import gitlab_build_description, in_gitlab_ci
 
 
+def _size(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MiB" if n >= 1024 * 1024 else f"{n / 1024:.1f} KiB"
+
+
 class GitLabPlugin:
+    @staticmethod
+    def _active() -> bool:
+        return in_gitlab_ci(os.environ)
+
+    @hookimpl
+    def pixi_pack_ci_modify_plan(self, plan: PackPlan, options: PackOptions) -> None:
+        if not self._active() or options.quiet:
+            return
+        with LogSection(
+            f"pixi_pack_plan_{plan.environment}_{plan.platform}",
+            f"pixi-pack-ci: {plan.environment} on {plan.platform}: {len(plan.artifacts)} packages, "
+            f"{_size(plan.download_size)}",
+        ):
+            for artifact in plan.artifacts:
+                LogSection.line(f"  {artifact.describe()}  {artifact.file_name}")
+
+    @hookimpl(trylast=True)  # after the provenance plugin, so packs.json can name the bundles
+    def pixi_pack_ci_packs_written(self, packs: list[PackResult], options: PackOptions) -> None:
+        if not self._active():
+            return
+        written = write_packs_json(packs, options.report, os.environ)
+        dotenv = dotenv_path()
+        if dotenv is not None:
+            write_dotenv(packs, dotenv)
+        if options.quiet:
+            return
+        with LogSection("pixi_pack_packs", f"pixi-pack-ci: {len(packs)} pack(s)", collapsed=False):
+            for p in packs:
+                LogSection.line(f"  {p.path} {p.sha256} ({_size(p.size)}, {len(p.packages)} packages)")
+            if written:
+                LogSection.line(f"  manifest: {written}")
+
+    @hookimpl
+    def pixi_pack_ci_add_commands(self, subparsers: Any) -> None:
+        collect = subparsers.add_parser(
+            "collect", help="merge the packs-*.json of CI matrix jobs into packs.json and SHA256SUMS"
+        )
+        collect.add_argument("folder", nargs="?", type=Path, default=Path("pixi-packs"), metavar="DIR")
+        collect.set_defaults(handler=self._cmd_collect)
+
+    @staticmethod
+    def _cmd_collect(args: argparse.Namespace) -> int:
+        if not args.folder.is_dir():
+            raise UsageError(f"{args.folder} is not a folder")
+        if not any(args.folder.glob("packs-*.json")):
+            raise UsageError(f"no packs-*.json in {args.folder}: nothing to collect")
+        out = merge_packs_json(args.folder)
+        print(f"🧾 Wrote {out} and {args.folder / 'SHA256SUMS'}")
+        return 0
+
     @hookimpl
     def pixi_pack_ci_provenance_build(self, claims: Mapping[str, Any] | None) -> BuildDescription | None:
-        if not in_gitlab_ci(os.environ):
+        if not self._active():
             return None
         return gitlab_build_description(claims, os.environ)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,6 +53,15 @@ def _add_identity_flags(parser: argparse.ArgumentParser, *, prefix_help: str = "
     group.add_argument("--key", type=Path, metavar="PUB", help="verify a key-signed bundle with this public key")
 
 
+#: Another Sigstore instance for every signing command (private deployments; CI templates set it).
+TRUST_CONFIG_ENV = "PIXI_PACK_CI_SIGSTORE_TRUST_CONFIG"
+
+
+def _trust_config_from_env() -> Path | None:
+    value = os.environ.get(TRUST_CONFIG_ENV)
+    return Path(value) if value else None
+
+
 def _requirements(args: argparse.Namespace) -> IdentityRequirements:
     return IdentityRequirements(**{name: getattr(args, name, None) for name in _VERIFY_FLAGS})
 
@@ -88,8 +98,9 @@ class ProvenancePlugin:
             group.add_argument(
                 "--sigstore-trust-config",
                 type=Path,
+                default=_trust_config_from_env(),
                 metavar="FILE",
-                help="Sigstore ClientTrustConfig JSON for another instance (default: production)",
+                help=f"Sigstore ClientTrustConfig JSON of another instance (default ${TRUST_CONFIG_ENV} or production)",
             )
             group.add_argument(
                 "--checksums",
