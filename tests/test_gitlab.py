@@ -149,3 +149,33 @@ def test_template_inputs_shape_the_jobs(project: Project, tmp_path: Path) -> Non
     bad = make_repo(tmp_path / "bad", project, PIPELINE.replace("attest: true", 'attest: "maybe"'))
     listed = gitlab_ci_local(bad, "--list")
     assert listed.returncode != 0 and "attest" in listed.stdout + listed.stderr
+
+
+def test_mirror_layout_works_as_a_cicd_component(project: Project, tmp_path: Path) -> None:
+    repo = tmp_path / "mirror"
+    made = subprocess.run(
+        ["bash", str(REPO / "gitlab" / "make-component.sh"), str(repo)], capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    assert (repo / "templates" / "pixi-pack.yml").read_text() == (REPO / "gitlab" / "pixi-pack.yml").read_text()
+    shutil.copytree(project.dir, repo / "project")
+    (repo / ".gitlab-ci.yml").write_text(
+        "include:\n"
+        "  - component: $CI_SERVER_FQDN/$CI_PROJECT_PATH/pixi-pack@$CI_COMMIT_SHA\n"
+        "    inputs:\n"
+        "      manifest-path: project\n"
+        "      lockfile: project/pixi.lock\n"
+        "      platforms: [linux-64, osx-arm64]\n"
+        "      version: preinstalled\n"
+    )
+    git = ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "component"], cwd=repo, check=True)
+    subprocess.run(["git", "remote", "add", "origin", "git@gitlab.com:acme/pixi-pack-ci.git"], cwd=repo, check=True)
+    proc = gitlab_ci_local(repo, "--force-shell-executor", "--shell-isolation")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert sorted(p.name for p in (repo / "pixi-packs").glob("*.tar")) == [
+        "default-linux-64.tar",
+        "default-osx-arm64.tar",
+    ]
