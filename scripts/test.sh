@@ -27,8 +27,9 @@ if [ ! -d tests/js/node_modules/@sigstore/verify ] || [ ! -x tests/js/node_modul
 fi
 echo "== ruff"
 "$venv/bin/ruff" check core plugins hatch_plugin tests examples
-echo "== mypy --strict core plugins"
+echo "== mypy --strict core plugins hatch_plugin"
 "$venv/bin/mypy" --strict core/pixi_pack_ci/core
 "$venv/bin/mypy" --strict plugins/pixi_pack_ci/plugins
+"$venv/bin/mypy" --strict hatch_plugin/pixi_pack_ci/hatch_plugin
 echo "== pytest"
 PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest -q "$@"

@@ -12,31 +12,9 @@ from pathlib import Path
 import pytest
 import rattler
 from conftest import DemoChannel, assert_clean_error, pack_ok, run_cli
-from support import PLACEHOLDER, PackageSpec, add_pypi_hashes, build_channel, build_wheel, channel_records
+from support import add_pypi_hashes, build_wheel, channel_records
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
-
-
-@pytest.fixture(scope="session")
-def python_channel(tmp_path_factory: pytest.TempPathFactory, demo_channel: DemoChannel) -> Path:
-    """A channel with a stand-in ``python`` whose interpreter is this test's Python, relocated by placeholder."""
-    base = tmp_path_factory.mktemp("pychannel")
-    channel = demo_channel.path / "py"
-    wrapper = (
-        f'#!/bin/sh\nPYTHONPATH="{PLACEHOLDER}/lib/python{PY}/site-packages${{PYTHONPATH:+:$PYTHONPATH}}" '
-        f'exec "{sys.executable}" "$@"\n'
-    )
-    spec = PackageSpec(
-        "python",
-        version=f"{PY}.7",
-        build="h0_0_cpython",
-        archive="tar.bz2",
-        files={f"bin/python{PY}": wrapper, f"lib/python{PY}/site-packages/README.txt": "site\n"},
-        executable=(f"bin/python{PY}",),
-        placeholders={f"bin/python{PY}": "text"},
-    )
-    build_channel(channel, [spec], base / "work")
-    return channel
 
 
 @pytest.fixture

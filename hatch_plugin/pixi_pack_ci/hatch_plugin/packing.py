@@ -1,0 +1,86 @@
+"""Packing the locked environment with the project's wheel injected, through the pixi-pack-ci CLI.
+
+The CLI (``pixi_pack_ci.core.cli.main``) is imported here, lazily: hatchling imports every plugin
+of its ``hatch`` entry-point group into every build environment, so the module that registers us
+must not pull in py-rattler or httpx.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .settings import PackSettings
+
+#: Set while the builder builds the project's wheel, so our own wheel hook does not pack again.
+INNER_BUILD_ENV = "PIXI_PACK_CI_HATCH_INNER_BUILD"
+
+
+class PackFailedError(RuntimeError):
+    """pixi-pack-ci stopped; its one-line error has been printed already."""
+
+
+@contextlib.contextmanager
+def inner_build() -> Iterator[None]:
+    previous = os.environ.get(INNER_BUILD_ENV)
+    os.environ[INNER_BUILD_ENV] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(INNER_BUILD_ENV, None)
+        else:
+            os.environ[INNER_BUILD_ENV] = previous
+
+
+def _file_component(value: str) -> str:
+    # As in wheel and sdist file names: runs of -, _ and . become one _.
+    return re.sub(r"[-_.]+", "_", re.sub(r"[^\w.+-]+", "_", value))
+
+
+def pack_project(
+    root: Path,
+    settings: PackSettings,
+    *,
+    name: str,
+    version: str,
+    wheel: Path,
+    directory: Path,
+    environments: list[str],
+    say: Callable[[str], None],
+) -> list[Path]:
+    """One pack per environment and platform, each with ``wheel`` injected; returns their paths."""
+    from pixi_pack_ci.core import cli
+    from rattler.platform import Platform
+
+    manifest = (root / settings.manifest_path).resolve()
+    platforms = settings.platforms or [str(Platform.current())]
+    directory.mkdir(parents=True, exist_ok=True)
+    cache = Path(settings.cache_dir) if settings.cache_dir else root / ".pixi-pack-cache"
+    packs: list[Path] = []
+    for environment in environments:
+        for platform in platforms:
+            stem = settings.output_name.format(
+                name=_file_component(name), version=version, environment=environment, platform=platform
+            )
+            output = directory / (stem + ".tar")
+            argv = ["pack", str(manifest), "-e", environment, "-p", platform, "-o", str(output)]
+            argv += ["--inject", str(wheel), "--use-cache", str(cache), "-q"]
+            if settings.create_executable:
+                argv.append("--create-executable")
+            if settings.ignore_pypi_non_wheel:
+                argv.append("--ignore-pypi-non-wheel")
+            if settings.sign_key:
+                argv += ["--sign-key", str(root / settings.sign_key)]
+            elif settings.attest:
+                argv.append("--attest")
+            if cli.main(argv) != 0:
+                raise PackFailedError(f"pixi-pack-ci could not pack {environment} for {platform}")
+            # With --create-executable the extension follows the platform (.sh or .ps1).
+            written = next(p for p in sorted(directory.glob(stem + ".*")) if not p.name.endswith(".sigstore.json"))
+            say(f"pixi-pack: {written.name} ({environment}, {platform}, with {wheel.name})")
+            packs.append(written)
+    return packs

@@ -1,0 +1,183 @@
+"""The hatch builder and build hook, through a real `hatch build` and `python -m build` of a
+temporary project whose pixi.lock points at the loopback channel and includes python."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import rattler
+from conftest import PY, DemoChannel, run_cli
+from support import channel_records
+
+REPO = Path(__file__).resolve().parent.parent
+MODULE = 'GREETING = "hello from demo_app"\n'
+
+
+def bin_tool(name: str) -> str:
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    assert found, f"{name} is a test dependency (pip install -e '.[test]')"
+    return found
+
+
+@pytest.fixture(scope="session")
+def plugin_source(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """This repository's package, copied so each session gets a fresh `file://` requirement
+    (hatch and pip cache build environments by requirement)."""
+    copy = tmp_path_factory.mktemp("pixi-pack-ci-src")
+    shutil.copy(REPO / "pyproject.toml", copy / "pyproject.toml")
+    shutil.copy(REPO / "README.md", copy / "README.md")
+    for root in ("core", "plugins", "hatch_plugin"):
+        shutil.copytree(REPO / root, copy / root, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy.as_uri()
+
+
+def make_hatch_project(base: Path, channel: DemoChannel, python_channel: Path, plugin_source: str) -> Path:
+    project = base / "demo-app"
+    (project / "src" / "demo_app").mkdir(parents=True)
+    (project / "src" / "demo_app" / "__init__.py").write_text(MODULE)
+    conda = channel_records(channel.path, channel.url)
+    py = channel_records(python_channel, channel.url + "py/")["linux-64"]
+    lock = rattler.LockFile([rattler.LockPlatform("linux-64")])
+    lock.set_channels("default", [rattler.LockChannel(channel.url)])
+    for record in conda["noarch"] + py + [r for r in conda["linux-64"] if r.name.normalized == "hello-tool"]:
+        lock.add_conda_package("default", rattler.LockPlatform("linux-64"), record)
+    lock.to_path(project / "pixi.lock")
+    (project / "pixi.toml").write_text('[workspace]\nname = "demo-app"\nchannels = []\nplatforms = ["linux-64"]\n')
+    (project / "pyproject.toml").write_text(
+        f"""\
+[build-system]
+requires = ["hatchling>=1.26", "pixi-pack-ci @ {plugin_source}"]
+build-backend = "hatchling.build"
+
+[project]
+name = "demo-app"
+version = "0.3.0"
+requires-python = ">=3.8"
+
+[tool.hatch.build.targets.wheel]
+packages = ["src/demo_app"]
+
+[tool.hatch.build.targets.pixi-pack]
+environments = ["default"]
+platforms = ["linux-64"]
+
+# The hook packs only when PIXI_PACK_CI_PACK=1 or HATCH_BUILD_HOOKS_ENABLE=1 at build time.
+[tool.hatch.build.targets.wheel.hooks.pixi-pack]
+platforms = ["linux-64"]
+output-name = "{{name}}-{{version}}-hook-{{platform}}"
+"""
+    )
+    return project
+
+
+def hatch_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HATCH_", "PIXI_PACK_CI_", "VIRTUAL_ENV"))}
+    return {**env, "HATCH_DATA_DIR": str(tmp_path / "hatch-data"), "HATCH_CACHE_DIR": str(tmp_path / "hatch-cache")}
+
+
+def unpack_and_import(pack: Path, target: Path) -> str:
+    run_cli("unpack", pack, "-o", target, check=True)
+    python = target / "env" / "bin" / f"python{PY}"
+    proc = subprocess.run(
+        [str(python), "-c", "import demo_app; print(demo_app.GREETING); print(demo_app.__file__)"],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"]},
+    )
+    assert proc.returncode == 0, proc.stderr
+    greeting, module_file = proc.stdout.splitlines()
+    assert greeting == "hello from demo_app"
+    assert Path(module_file).is_relative_to(target / "env" / "lib" / f"python{PY}" / "site-packages")
+    return module_file
+
+
+def test_hatch_build_target_packs_the_project_wheel(
+    tmp_path: Path, channel: DemoChannel, python_channel: Path, plugin_source: str
+) -> None:
+    project = make_hatch_project(tmp_path, channel, python_channel, plugin_source)
+    proc = subprocess.run(
+        [bin_tool("hatch"), "build", "-t", "pixi-pack"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=hatch_env(tmp_path),
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    pack = project / "dist" / "demo_app-0.3.0-default-linux-64.tar"
+    assert pack.is_file(), sorted(p.name for p in (project / "dist").iterdir())
+    assert not list((project / "dist").glob("*.whl")), "the builder's own wheel is an input, not an output"
+    with tarfile.open(pack) as tar:
+        names = tar.getnames()
+    assert "pypi/demo_app-0.3.0-py3-none-any.whl" in names
+    assert any(n.startswith("channel/linux-64/python-") for n in names)
+    unpack_and_import(pack, tmp_path / "deploy")
+
+    # A wrong option type is one clear error, not a traceback.
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            "[tool.hatch.build.targets.pixi-pack]\n",
+            '[tool.hatch.build.targets.pixi-pack]\ncreate-executable = "yes"\n',
+        )
+    )
+    bad = subprocess.run(
+        [bin_tool("hatch"), "build", "-t", "pixi-pack"], cwd=project, capture_output=True, text=True,
+        env=hatch_env(tmp_path), timeout=900,
+    )  # fmt: skip
+    assert bad.returncode != 0
+    assert "option `create-executable` of [tool.hatch.build.targets.pixi-pack] must be true or false" in (
+        bad.stdout + bad.stderr
+    )
+
+
+def test_wheel_hook_packs_only_when_enabled(
+    tmp_path: Path, channel: DemoChannel, python_channel: Path, plugin_source: str
+) -> None:
+    project = make_hatch_project(tmp_path, channel, python_channel, plugin_source)
+    build = [sys.executable, "-m", "build", "--no-isolation", "--outdir", "dist"]
+    env = hatch_env(tmp_path)
+
+    off = subprocess.run([*build, "--wheel"], cwd=project, capture_output=True, text=True, env=env, timeout=600)
+    assert off.returncode == 0, off.stderr[-3000:]
+    assert sorted(p.name for p in (project / "dist").iterdir()) == ["demo_app-0.3.0-py3-none-any.whl"]
+
+    # python -m build: sdist, then the wheel from the unpacked sdist, where the hook packs.
+    on = subprocess.run(
+        build, cwd=project, capture_output=True, text=True, env={**env, "PIXI_PACK_CI_PACK": "1"}, timeout=600
+    )
+    assert on.returncode == 0, on.stdout[-3000:] + on.stderr[-3000:]
+    dist = sorted(p.name for p in (project / "dist").iterdir())
+    assert dist == ["demo_app-0.3.0-hook-linux-64.tar", "demo_app-0.3.0-py3-none-any.whl", "demo_app-0.3.0.tar.gz"]
+    pack = project / "dist" / "demo_app-0.3.0-hook-linux-64.tar"
+    with tarfile.open(pack) as tar:
+        wheel_in_pack = tar.extractfile("pypi/demo_app-0.3.0-py3-none-any.whl")
+        assert wheel_in_pack is not None
+        assert wheel_in_pack.read() == (project / "dist" / "demo_app-0.3.0-py3-none-any.whl").read_bytes()
+    unpack_and_import(pack, tmp_path / "deploy")
+    inspected = json.loads(run_cli("inspect", pack, "--json", check=True).stdout)
+    assert inspected["platform"] == "linux-64"
+
+
+def test_builder_and_hook_register_with_hatchling() -> None:
+    from hatchling.plugin.manager import PluginManager
+    from pixi_pack_ci.hatch_plugin.builder import PixiPackBuilder
+    from pixi_pack_ci.hatch_plugin.hook import PixiPackBuildHook
+
+    manager = PluginManager()
+    assert manager.builder.get("pixi-pack") is PixiPackBuilder
+    assert manager.build_hook.get("pixi-pack") is PixiPackBuildHook
+    # Registering must stay cheap: hatchling imports every hatch plugin into every build.
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, pixi_pack_ci.hatch_plugin.hooks; "
+         "print(sorted(m for m in ('rattler', 'httpx', 'sigstore') if m in sys.modules))"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert probe.stdout.strip() == "[]"
