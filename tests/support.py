@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import bz2
+import hashlib
 import io
 import json
 import os
 import shutil
 import tarfile
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -167,6 +169,12 @@ class ChannelServer:
         self.required_auth: dict[str, str] = {}  # path prefix → expected Authorization header
         self.headers_seen: list[dict[str, str]] = []
         self.required_conda_token: str | None = None  # when set, every path must start with /t/<token>/
+        # Random faults: this share of requests fails, decided by hash(seed, path, n-th request of
+        # that path), so the same requests fail in every run whatever the client's order.
+        self.fault_rate = 0.0
+        self.fault_seed = 0
+        self.random_faults = ("500", "503", "reset", "truncate", "corrupt", "slow")
+        self.faults_served: Counter[str] = Counter()
         self._lock = threading.Lock()
         server = self
 
@@ -192,6 +200,13 @@ class ChannelServer:
                     server.headers_seen.append(dict(self.headers))
                     queue = server.faults.get(path)
                     action = queue.pop(0) if queue else None
+                    if action is None and server.fault_rate:
+                        key = f"{server.fault_seed}:{path}:{server.requests[path]}".encode()
+                        roll = int.from_bytes(hashlib.sha256(key).digest()[:8], "big")
+                        if (roll % 10_000) < server.fault_rate * 10_000:
+                            action = server.random_faults[(roll >> 32) % len(server.random_faults)]
+                    if action:
+                        server.faults_served[action] += 1
                 for prefix, expected in server.required_auth.items():
                     if path.startswith(prefix) and self.headers.get("Authorization") != expected:
                         self._status(401)
@@ -214,6 +229,13 @@ class ChannelServer:
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                if action == "slow":  # the right bytes, trickled
+                    step = max(1, len(data) // 8)
+                    for i in range(0, len(data), step):
+                        self.wfile.write(data[i : i + step])
+                        self.wfile.flush()
+                        time.sleep(0.02)
+                    return
                 if action == "truncate":
                     self.wfile.write(data[: len(data) // 2])
                     self.close_connection = True
@@ -250,6 +272,8 @@ class ChannelServer:
             self.requests.clear()
             self.faults.clear()
             self.always_fail.clear()
+            self.fault_rate = 0.0
+            self.faults_served.clear()
             self.required_auth.clear()
             self.headers_seen.clear()
             self.required_conda_token = None

@@ -14,6 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from .atomic import remove_stale_partials, temp_prefix
 from .errors import PixiPackError
 from .model import Artifact
 
@@ -88,7 +89,8 @@ class PackageCache:
         """A fresh temporary path beside the final entry, so the final ``os.replace`` is atomic."""
         final = self.path_for(artifact)
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
+        remove_stale_partials(final, ".part")  # downloads of runs that were killed
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=temp_prefix(final), suffix=".part")
         os.close(fd)
         return Path(tmp)
 

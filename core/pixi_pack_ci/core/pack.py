@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_output
 from .cache import PackageCache
 from .config import load_auth, load_config
 from .errors import ArchiveError, PixiPackError, UsageError
@@ -196,19 +197,12 @@ def write_pack(plan: PackPlan, files: dict[str, Path], *, quiet: bool, unpacker:
                 if old is not None:
                     shutil.rmtree(old, ignore_errors=True)
             return result(target, None, total)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-        tmp = Path(tmp_name)
+        executable = plan.kind == "executable" and not plan.platform.startswith("win")
         try:
-            with os.fdopen(fd, "wb") as out:
+            with atomic_output(target, 0o755 if executable else 0o644) as out:
                 sink = write_stream(out, progress)
-            executable = plan.kind == "executable" and not plan.platform.startswith("win")
-            os.chmod(tmp, 0o755 if executable else 0o644)
-            os.replace(tmp, target)
         except OSError as exc:
             raise ArchiveError(f"could not write pack {target}: {exc}") from None
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
         return result(target, sink.sha256.hexdigest(), sink.size)
 
 

@@ -41,7 +41,14 @@ class ExtractedPack:
     digests: dict[str, tuple[str, str]]
 
 
+def _short(name: str) -> str:
+    return repr(name if len(name) <= 80 else name[:60] + "…" + name[-12:])
+
+
 def _safe_member_path(name: str) -> PurePosixPath:
+    # Packs hold channel/<subdir>/<package file> and pypi/<wheel>: no real name comes near these.
+    if len(name) > 1024 or any(len(part.encode()) > 255 for part in name.split("/")):
+        raise UnsafeArchiveError(f"refusing archive entry with a name too long: {_short(name)}")
     if not name or "\0" in name or "\\" in name:
         raise UnsafeArchiveError(f"refusing archive entry with an invalid name: {name!r}")
     path = PurePosixPath(name)
@@ -67,14 +74,14 @@ def extract_pack(stream: BinaryIO, target: Path) -> ExtractedPack:
                 dest = target.joinpath(*rel.parts)
                 if member.isdir():
                     _ensure_inside(target, dest)
-                    dest.mkdir(parents=True, exist_ok=True)
+                    _make_folder(dest, member.name)
                     continue
                 if not member.isreg():
                     kind = "link" if (member.issym() or member.islnk()) else "special file"
                     raise UnsafeArchiveError(f"refusing archive entry {member.name!r}: it is a {kind}")
                 if str(rel) == METADATA_FILE and member.size > 64 * 1024:
                     raise UnsafeArchiveError(f"refusing {METADATA_FILE} of {member.size} bytes")
-                dest.parent.mkdir(parents=True, exist_ok=True)
+                _make_folder(dest.parent, member.name)
                 _ensure_inside(target, dest)
                 if dest.exists() or dest.is_symlink():
                     raise UnsafeArchiveError(f"refusing archive with a duplicate entry: {member.name!r}")
@@ -85,12 +92,15 @@ def extract_pack(stream: BinaryIO, target: Path) -> ExtractedPack:
                 assert source is not None
                 sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
                 written = 0
-                with open(dest, "xb") as out:
-                    while chunk := source.read(CHUNK):
-                        out.write(chunk)
-                        sha.update(chunk)
-                        md5.update(chunk)
-                        written += len(chunk)
+                try:
+                    with open(dest, "xb") as out:
+                        while chunk := source.read(CHUNK):
+                            out.write(chunk)
+                            sha.update(chunk)
+                            md5.update(chunk)
+                            written += len(chunk)
+                except OSError as exc:
+                    raise UnpackError(f"cannot write {_short(member.name)}: {exc.strerror}") from None
                 if written != member.size:
                     raise ArchiveError(f"archive is truncated inside {member.name}")
                 digests[str(rel)] = (sha.hexdigest(), md5.hexdigest())
@@ -103,6 +113,15 @@ def extract_pack(stream: BinaryIO, target: Path) -> ExtractedPack:
     if count == 0:
         raise ArchiveError("archive is empty")
     return ExtractedPack(target, digests)
+
+
+def _make_folder(path: Path, entry: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UnsafeArchiveError(f"refusing archive entry {entry!r}: a file is in the way, not a folder") from None
+    except OSError as exc:
+        raise UnpackError(f"cannot create {path.name} for {entry!r}: {exc.strerror}") from None
 
 
 def _ensure_inside(root: Path, path: Path) -> None:
