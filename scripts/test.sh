@@ -26,7 +26,7 @@ if [ ! -d tests/js/node_modules/@sigstore/verify ] || [ ! -x tests/js/node_modul
   npm ci --prefix tests/js --no-audit --no-fund --loglevel=error >/dev/null
 fi
 echo "== ruff"
-"$venv/bin/ruff" check core plugins hatch_plugin tests examples
+"$venv/bin/ruff" check core plugins hatch_plugin tests examples bench
 echo "== mypy --strict core plugins hatch_plugin"
 "$venv/bin/mypy" --strict core/pixi_pack_ci/core
 "$venv/bin/mypy" --strict plugins/pixi_pack_ci/plugins

@@ -1,0 +1,494 @@
+"""Benchmarks of pixi-pack-ci against the physical limit, measured side by side in one run.
+
+    python bench/run.py                 # default: 300 packages, 1 GiB; memory sweep 0.2/1/2 GiB; 1000 packages
+    python bench/run.py --quick         # a smaller run (for trying the script)
+
+Needs nginx and curl (Debian) and matplotlib (PyPI); `bash bench/run.sh` installs them. Writes
+docs/benchmarks.md and docs/benchmarks.png. Not part of the test suite: timings are facts of the
+machine they ran on, printed as ratios against references measured in the same run:
+
+* pack, cold cache   vs  curl -Z --parallel-max 50 of the same files + one `tar cf` (the physical limit)
+                     vs  a minimal Python fetcher (httpx, 8 threads, streamed + sha256, one tar write)
+* pack, warm cache   vs  `tar cf` of the cached files
+* unpack             vs  `tar xf` + rattler.install from the extracted channel
+* peak RSS of pack and unpack for 0.2, 1 and 2 GiB environments
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+import rattler  # noqa: E402
+from support import PackageSpec, build_package, channel_records, write_lockfile  # noqa: E402
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+# --- synthetic channels -----------------------------------------------------------------------
+
+
+def size_mix(n: int, total: int, rng: random.Random) -> list[tuple[str, int]]:
+    """(subdir, payload size) for n packages adding up to about ``total``, shaped like conda-forge:
+    most packages small and noarch, a quarter medium, the bulk of the bytes in a few 50-300 MiB ones."""
+    small = [("noarch", int(rng.lognormvariate(math.log(60_000), 1.0))) for _ in range(int(n * 0.7))]
+    medium = [("linux-64", int(rng.lognormvariate(math.log(2 * MiB), 0.8))) for _ in range(int(n * 0.25))]
+    rest = total - sum(s for _, s in small + medium)
+    large_count = max(0, min(n - len(small) - len(medium), math.ceil(rest / (175 * MiB)))) if rest > 50 * MiB else 0
+    large = [("linux-64", rest // large_count)] * large_count if large_count else []
+    mix = small + medium + large
+    while len(mix) < n:
+        mix.append(("noarch", 20_000))
+    if rest <= 50 * MiB and rest > 0:  # small environment: spread what is left over the medium ones
+        extra = rest // max(1, len(medium))
+        mix = [(sd, s + extra) if sd == "linux-64" else (sd, s) for sd, s in mix]
+    return mix
+
+
+@dataclass
+class Environment:
+    label: str
+    channel: Path
+    project: Path
+    packages: int
+    size: int
+
+
+def make_environment(base: Path, label: str, n: int, total: int, seed: int) -> Environment:
+    channel = base / f"channel-{label}"
+    project = base / f"project-{label}"
+    marker = base / f"{label}.ready.json"
+    if marker.exists():
+        info = json.loads(marker.read_text())
+        return Environment(label, channel, project, info["packages"], info["size"])
+    shutil.rmtree(channel, ignore_errors=True)
+    rng = random.Random(seed)
+    work = base / f"work-{label}"
+    for i, (subdir, size) in enumerate(size_mix(n, total, rng)):
+        spec = PackageSpec(f"bench-{label}-{i:04d}", version="1.0", build="0", subdir=subdir, payload_size=size)
+        build_package(spec, channel, work)
+        shutil.rmtree(work, ignore_errors=True)
+    (channel / "noarch").mkdir(parents=True, exist_ok=True)
+    asyncio.run(rattler.index.index_fs(channel, write_zst=False, write_shards=False, force=True))
+    size = sum(p.stat().st_size for p in channel.rglob("*") if p.suffix in (".conda", ".bz2"))
+    marker.write_text(json.dumps({"packages": n, "size": size}))
+    return Environment(label, channel, project, n, size)
+
+
+def write_project(env: Environment, url: str) -> None:
+    records = channel_records(env.channel, url)
+    env.project.mkdir(parents=True, exist_ok=True)
+    (env.project / "pixi.toml").write_text('[workspace]\nname = "bench"\nchannels = []\nplatforms = ["linux-64"]\n')
+    write_lockfile(
+        env.project / "pixi.lock",
+        {"default": {"linux-64": records.get("linux-64", []) + records.get("noarch", [])}},
+        url,
+    )
+
+
+# --- nginx ----------------------------------------------------------------------------------------
+
+
+class Nginx:
+    def __init__(self, root: Path, workdir: Path) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        conf = workdir / "nginx.conf"
+        conf.write_text(
+            f"""
+worker_processes 2;
+daemon off;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 10000;
+  client_body_temp_path {workdir}/body;
+  proxy_temp_path {workdir}/proxy;
+  fastcgi_temp_path {workdir}/fastcgi;
+  uwsgi_temp_path {workdir}/uwsgi;
+  scgi_temp_path {workdir}/scgi;
+  types {{ application/octet-stream conda bz2; application/json json; }}
+  server {{
+    listen 127.0.0.1:{self.port};
+    root {root};
+  }}
+}}
+"""
+        )
+        self.proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(workdir)], stderr=subprocess.PIPE)
+        for _ in range(100):
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("nginx did not start: " + (self.proc.stderr.read().decode() if self.proc.stderr else ""))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+# --- measuring --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_rss: int  # bytes
+
+
+def _peak_rss(pid: int) -> int:
+    """VmHWM (the kernel's own high-water mark of resident memory) of a running process, in bytes."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def run_measured(cmd: list[str], **kwargs: Any) -> Run:
+    """Wall time and the child's peak RSS, read from /proc while it runs (rusage from wait4 is not
+    trustworthy in every sandbox: here it reported the same value for tar and for Python)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
+    peak = 0
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        assert proc.stderr is not None
+        chunks.append(proc.stderr.read())
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    while proc.poll() is None:
+        peak = max(peak, _peak_rss(proc.pid))
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - start
+    reader.join()
+    stderr = b"".join(chunks)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {stderr.decode()[-2000:]}")
+    return Run(elapsed, peak)
+
+
+def median_of(repeat: int, prepare: Callable[[], None], measure: Callable[[], Run]) -> Run:
+    runs = []
+    for _ in range(repeat):
+        prepare()
+        runs.append(measure())
+    return Run(statistics.median(r.seconds for r in runs), max(r.peak_rss for r in runs))
+
+
+def drop(*paths: Path) -> None:
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+CLI = [sys.executable, "-m", "pixi_pack_ci.core"]
+
+MINIMAL_FETCHER = r"""
+import hashlib, json, sys, tarfile, threading, httpx
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+jobs = json.loads(Path(sys.argv[1]).read_text()); out = Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)
+local = threading.local()
+def fetch(job):
+    client = getattr(local, "client", None) or httpx.Client(timeout=120)
+    local.client = client
+    sha = hashlib.sha256()
+    target = out / job["name"]
+    with client.stream("GET", job["url"]) as r, target.open("wb") as fh:
+        r.raise_for_status()
+        for chunk in r.iter_bytes(1 << 20):
+            sha.update(chunk); fh.write(chunk)
+    assert sha.hexdigest() == job["sha256"], job["name"]
+with ThreadPoolExecutor(8) as pool:
+    list(pool.map(fetch, jobs))
+with tarfile.open(sys.argv[3], "w") as tar:
+    for job in jobs:
+        tar.add(out / job["name"], arcname=job["name"])
+"""
+
+REFERENCE_INSTALL = r"""
+import asyncio, sys
+from pathlib import Path
+import rattler
+channel, prefix = Path(sys.argv[1]), Path(sys.argv[2])
+records = []
+for repodata in sorted(channel.glob("*/repodata.json")):
+    records += rattler.RepoData.from_path(repodata).into_repo_data(rattler.Channel(channel.absolute().as_uri() + "/"))
+asyncio.run(rattler.install(records, prefix, cache_dir=prefix.parent / "ref-cache", execute_link_scripts=False,
+                            show_progress=False, platform=rattler.Platform("linux-64")))
+"""
+
+
+def jobs_for(env: Environment, url: str) -> list[dict[str, str]]:
+    jobs = []
+    for subdir in ("linux-64", "noarch"):
+        repodata = env.channel / subdir / "repodata.json"
+        if not repodata.exists():
+            continue
+        for key in ("packages", "packages.conda"):
+            for name, rec in json.loads(repodata.read_text()).get(key, {}).items():
+                jobs.append({"name": name, "url": f"{url}{subdir}/{name}", "sha256": rec["sha256"]})
+    return jobs
+
+
+def measure_environment(env: Environment, url: str, scratch: Path, repeat: int, full: bool) -> dict[str, Run]:
+    manifest = str(env.project)
+    out, cache, unpacked = scratch / "out.tar", scratch / "cache", scratch / "unpacked"
+    results: dict[str, Run] = {}
+    results["pack cold"] = median_of(
+        repeat,
+        lambda: drop(out),
+        lambda: run_measured([*CLI, "pack", manifest, "-p", "linux-64", "-o", str(out), "-q"]),
+    )
+    results["unpack"] = median_of(
+        repeat, lambda: drop(unpacked), lambda: run_measured([*CLI, "unpack", str(out), "-o", str(unpacked), "-q"])
+    )
+    if not full:
+        return results
+    jobs = jobs_for(env, url)
+    listing = scratch / "urls.txt"
+    listing.write_text("".join(f'url = "{j["url"]}"\n' for j in jobs))
+    jobs_file = scratch / "jobs.json"
+    jobs_file.write_text(json.dumps(jobs))
+    downloads, ref_tar = scratch / "downloads", scratch / "ref.tar"
+
+    def curl_and_tar() -> Run:
+        downloads.mkdir()
+        a = run_measured(
+            [
+                "curl",
+                "-sS",
+                "-Z",
+                "--parallel-max",
+                "50",
+                "--remote-name-all",
+                "--output-dir",
+                str(downloads),
+                "-K",
+                str(listing),
+            ]
+        )
+        b = run_measured(["tar", "cf", str(ref_tar), "-C", str(downloads), "."])
+        return Run(a.seconds + b.seconds, max(a.peak_rss, b.peak_rss))
+
+    results["curl + tar"] = median_of(repeat, lambda: drop(downloads, ref_tar), curl_and_tar)
+    results["python fetcher"] = median_of(
+        repeat,
+        lambda: drop(downloads, ref_tar),
+        lambda: run_measured([sys.executable, "-c", MINIMAL_FETCHER, str(jobs_file), str(downloads), str(ref_tar)]),
+    )
+    drop(cache)
+    run_measured([*CLI, "pack", manifest, "-p", "linux-64", "-o", str(out), "--use-cache", str(cache), "-q"])
+    results["pack warm"] = median_of(
+        repeat,
+        lambda: drop(out),
+        lambda: run_measured(
+            [*CLI, "pack", manifest, "-p", "linux-64", "-o", str(out), "--use-cache", str(cache), "-q"]
+        ),
+    )
+    results["tar cf cache"] = median_of(
+        repeat, lambda: drop(ref_tar), lambda: run_measured(["tar", "cf", str(ref_tar), "-C", str(cache), "."])
+    )
+    extracted, prefix = scratch / "extracted", scratch / "ref-prefix"
+
+    def tar_and_install() -> Run:
+        extracted.mkdir()
+        a = run_measured(["tar", "xf", str(out), "-C", str(extracted)])
+        b = run_measured([sys.executable, "-c", REFERENCE_INSTALL, str(extracted / "channel"), str(prefix)])
+        return Run(a.seconds + b.seconds, max(a.peak_rss, b.peak_rss))
+
+    results["tar x + rattler.install"] = median_of(repeat, lambda: drop(extracted, prefix), tar_and_install)
+    drop(cache, downloads, ref_tar, extracted, prefix)
+    return results
+
+
+# --- report -------------------------------------------------------------------------------------------
+
+
+TIMES = "\u00d7"  # multiplication sign
+
+
+def ratio(a: Run, b: Run) -> str:
+    return f"{a.seconds / b.seconds:.2f}{TIMES}"
+
+
+def report(
+    main: Environment,
+    results: dict[str, Run],
+    sweep: list[tuple[Environment, dict[str, Run]]],
+    many: tuple[Environment, dict[str, Run]] | None,
+    plot: Path,
+) -> str:
+    r = results
+    rows = [
+        ("pack, cold cache", r["pack cold"], "curl -Z + tar cf (physical limit)", r["curl + tar"], 2.0),
+        ("pack, cold cache", r["pack cold"], "minimal Python fetcher + tar", r["python fetcher"], 1.15),
+        ("pack, warm cache", r["pack warm"], "tar cf of the cached files", r["tar cf cache"], 1.1),
+        ("unpack", r["unpack"], "tar xf + rattler.install", r["tar x + rattler.install"], 1.2),
+    ]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured by `bash bench/run.sh` on {os.cpu_count()} CPUs: median of several runs, "
+        "each next to its reference.",
+        f"Main environment: {main.packages} packages, {main.size / GiB:.2f} GiB (conda-forge-like mix), "
+        "served by nginx on 127.0.0.1.",
+        "",
+        "| operation | time | reference | time | ratio | goal | peak RSS |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for label, ours, ref_label, ref, goal in rows:
+        verdict = "✅" if ours.seconds / ref.seconds <= goal else "❌"
+        lines.append(
+            f"| {label} | {ours.seconds:.2f} s | {ref_label} | {ref.seconds:.2f} s | {ratio(ours, ref)} {verdict} "
+            f"| ≤ {goal}{TIMES} | {ours.peak_rss / MiB:.0f} MiB |"
+        )
+    lines += [
+        "",
+        "Peak RSS against environment size (goal ≤ 200 MiB and flat):",
+        "",
+        "| environment | packages | pack time | pack peak RSS | unpack time | unpack peak RSS |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for env, res in sweep:
+        lines.append(
+            f"| {env.size / GiB:.2f} GiB | {env.packages} | {res['pack cold'].seconds:.2f} s "
+            f"| {res['pack cold'].peak_rss / MiB:.0f} MiB | "
+            f"{res['unpack'].seconds:.2f} s | {res['unpack'].peak_rss / MiB:.0f} MiB |"
+        )
+    if many:
+        env, res = many
+        lines += [
+            "",
+            f"A {env.packages}-package environment ({env.size / MiB:.0f} MiB) packs in "
+            f"{res['pack cold'].seconds:.2f} s "
+            f"({res['pack cold'].peak_rss / MiB:.0f} MiB peak) and unpacks in {res['unpack'].seconds:.2f} s "
+            f"({res['unpack'].peak_rss / MiB:.0f} MiB peak).",
+        ]
+    lines += ["", f"![time and memory against environment size]({plot.name})", ""]
+    return "\n".join(lines)
+
+
+def draw(sweep: list[tuple[Environment, dict[str, Run]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [env.size / GiB for env, _ in sweep]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, style in (("pack cold", "o-"), ("unpack", "s-")):
+        left.plot(sizes, [res[key].seconds for _, res in sweep], style, label=key)
+        right.plot(sizes, [res[key].peak_rss / MiB for _, res in sweep], style, label=key)
+    left.set(xlabel="environment (GiB)", ylabel="seconds", title="time")
+    right.set(
+        xlabel="environment (GiB)", ylabel="peak RSS (MiB)", title="memory", ylim=(0, max(220, right.get_ylim()[1]))
+    )
+    right.axhline(200, color="grey", linestyle="--", linewidth=1, label="goal")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--packages", type=int, default=300)
+    parser.add_argument("--size-gib", type=float, default=1.0)
+    parser.add_argument("--sweep-gib", type=float, nargs="*", default=[0.2, 1.0, 2.0])
+    parser.add_argument("--many", type=int, default=1000, help="packages of the many-small-packages run (0: skip)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "pixi-pack-ci-bench")
+    parser.add_argument("--quick", action="store_true", help="100 packages, 0.2 GiB, sweep 0.1/0.2, 300 small")
+    parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    if args.quick:
+        args.packages, args.size_gib, args.sweep_gib, args.many, args.repeat = 100, 0.2, [0.1, 0.2], 300, 2
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    envs: dict[str, Environment] = {}
+
+    def env_for(label: str, n: int, gib: float) -> Environment:
+        if label not in envs:
+            print(f"… generating {label}: {n} packages, {gib} GiB", flush=True)
+            envs[label] = make_environment(args.workdir, label, n, int(gib * GiB), seed=len(label) + n)
+        return envs[label]
+
+    main_env = env_for(f"main-{args.packages}-{args.size_gib}", args.packages, args.size_gib)
+    sweep_envs = [env_for(f"sweep-{args.packages}-{g}", args.packages, g) for g in args.sweep_gib]
+    many_env = env_for(f"many-{args.many}", args.many, args.many * 100_000 / GiB) if args.many else None
+    served = args.workdir / "served"
+    drop(served)
+    served.mkdir()
+    for env in envs.values():
+        (served / env.label).symlink_to(env.channel)
+    nginx = Nginx(served, args.workdir / "nginx")
+    try:
+        for env in envs.values():
+            write_project(env, f"{nginx.url}{env.label}/")
+        scratch = args.workdir / "scratch"
+        drop(scratch)
+        scratch.mkdir()
+        print("… measuring the main environment", flush=True)
+        results = measure_environment(main_env, f"{nginx.url}{main_env.label}/", scratch, args.repeat, full=True)
+        sweep = []
+        for env in sweep_envs:
+            print(f"… memory sweep: {env.size / GiB:.2f} GiB", flush=True)
+            sweep.append((env, measure_environment(env, f"{nginx.url}{env.label}/", scratch, 1, full=False)))
+        many = None
+        if many_env:
+            print(f"… {many_env.packages} packages", flush=True)
+            many = (many_env, measure_environment(many_env, f"{nginx.url}{many_env.label}/", scratch, 1, full=False))
+    finally:
+        nginx.stop()
+    plot = args.output.with_suffix(".png")
+    draw(sweep, plot)
+    text = report(main_env, results, sweep, many, plot)
+    args.output.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
