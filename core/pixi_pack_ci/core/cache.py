@@ -72,9 +72,15 @@ class PackageCache:
     def path_for(self, artifact: Artifact) -> Path:
         return self.root / artifact.cache_key
 
-    def lookup(self, artifact: Artifact) -> Path | None:
-        """The cached file if present and its hash matches; a corrupt entry is removed."""
+    def lookup(self, artifact: Artifact, *, verify: bool = True) -> Path | None:
+        """The cached file if present and its hash matches; a corrupt entry is removed.
+
+        With ``verify=False`` the caller promises to check the hash itself while it reads the file
+        (the tar writer does), which spares a full read of every cache hit.
+        """
         path = self.path_for(artifact)
+        if not verify:
+            return path if path.is_file() else None
         try:
             sha, md5 = file_digests(path)
         except FileNotFoundError:
@@ -84,6 +90,10 @@ class PackageCache:
         with contextlib.suppress(OSError):
             path.unlink()
         return None
+
+    def discard(self, artifact: Artifact) -> None:
+        with contextlib.suppress(OSError):
+            self.path_for(artifact).unlink()
 
     def temp_path(self, artifact: Artifact) -> Path:
         """A fresh temporary path beside the final entry, so the final ``os.replace`` is atomic."""

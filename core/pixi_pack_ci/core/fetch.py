@@ -59,6 +59,10 @@ class FetchContext:
     backoff_base: float = 0.05
     backoff_max: float = 2.0
     progress: ProgressReporter | None = None
+    #: False: cache hits are returned unread and listed in ``unverified`` (archive path → artifact)
+    #: for the writer to check while it streams them.
+    verify_cache_hits: bool = True
+    unverified: dict[str, Artifact] = field(default_factory=dict)
     _client: httpx.Client | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -206,8 +210,11 @@ def _verify(artifact: Artifact, path: Path, digests: Digests | None) -> None:
 
 
 def _fetch_one(artifact: Artifact, cache: PackageCache, context: FetchContext, hook: Any) -> Path:
-    cached = cache.lookup(artifact)
+    cached = cache.lookup(artifact, verify=context.verify_cache_hits)
     if cached is not None:
+        if not context.verify_cache_hits:
+            with context._lock:
+                context.unverified[artifact.archive_path] = artifact
         context.advance(artifact.size or 0)
         log.debug("cache hit: %s", artifact.cache_key)
         return cached

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -10,17 +11,17 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .atomic import atomic_output
-from .cache import PackageCache
+from .cache import PackageCache, digests_match
 from .config import load_auth, load_config
 from .errors import ArchiveError, PixiPackError, UsageError
 from .executable import HashingSink, executable_suffix, resolve_unpacker, write_executable
 from .fetch import FetchContext, fetch_artifacts
 from .layout import Entry, pack_entries
 from .lockfile import build_plan, load_lockfile
-from .model import PackOptions, PackPlan, PackResult, artifact_summary
+from .model import Artifact, PackOptions, PackPlan, PackResult, artifact_summary
 from .progress import ProgressReporter
 from .tarwriter import DeterministicTarWriter, Writable, archive_size
 from .wheels import check_wheel_fits, find_python
@@ -103,8 +104,36 @@ def _cache_for(options: PackOptions, plans: list[PackPlan]) -> Iterator[PackageC
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write_tar(entries: list[Entry], out: Writable, progress: ProgressReporter) -> None:
+class CorruptCacheEntryError(Exception):
+    """A cache hit streamed into a pack did not match its lockfile hash (the pack is discarded)."""
+
+    def __init__(self, artifact: Artifact) -> None:
+        super().__init__(artifact.cache_key)
+        self.artifact = artifact
+
+
+class _HashingReader:
+    """``readinto`` that hashes what it reads, for checking cache hits in the same pass as tarring."""
+
+    def __init__(self, raw: BinaryIO, artifact: Artifact) -> None:
+        self.raw = raw
+        self.sha256 = hashlib.sha256()
+        self.md5 = hashlib.md5(usedforsecurity=False) if not artifact.sha256 else None
+
+    def readinto(self, view: memoryview) -> int:
+        n = self.raw.readinto(view)  # type: ignore[attr-defined]
+        if n:
+            self.sha256.update(view[:n])
+            if self.md5 is not None:
+                self.md5.update(view[:n])
+        return int(n or 0)
+
+
+def _write_tar(
+    entries: list[Entry], out: Writable, progress: ProgressReporter, unverified: dict[str, Artifact] | None = None
+) -> None:
     writer = DeterministicTarWriter(out)
+    unverified = {} if unverified is None else unverified
     for entry in entries:
         if entry.is_dir:
             writer.add_directory(entry.path)
@@ -112,9 +141,18 @@ def _write_tar(entries: list[Entry], out: Writable, progress: ProgressReporter) 
             writer.add_bytes(entry.path, entry.data)
         else:
             assert entry.source is not None
+            artifact = unverified.get(entry.path)
             with entry.source.open("rb", buffering=0) as fh:
                 size = os.fstat(fh.fileno()).st_size
-                writer.add_file(entry.path, fh, size)
+                if artifact is None:
+                    writer.add_file(entry.path, fh, size)
+                else:
+                    reader = _HashingReader(fh, artifact)
+                    writer.add_file(entry.path, reader, size)  # type: ignore[arg-type]
+                    md5 = reader.md5.hexdigest() if reader.md5 is not None else ""
+                    if not digests_match(artifact, reader.sha256.hexdigest(), md5):
+                        raise CorruptCacheEntryError(artifact)
+                    unverified.pop(entry.path, None)  # checked once is enough for the other packs
             progress.advance(size)
     writer.finish()
 
@@ -131,7 +169,14 @@ def _write_directory(entries: list[Entry], target: Path) -> None:
             shutil.copyfile(entry.source, path)
 
 
-def write_pack(plan: PackPlan, files: dict[str, Path], *, quiet: bool, unpacker: Path | None = None) -> PackResult:
+def write_pack(
+    plan: PackPlan,
+    files: dict[str, Path],
+    *,
+    quiet: bool,
+    unpacker: Path | None = None,
+    unverified: dict[str, Artifact] | None = None,
+) -> PackResult:
     """Write one pack atomically: a temporary sibling first, renamed into place when complete."""
     entries = pack_entries(plan, files)
     sizes = {e.path: e.source.stat().st_size for e in entries if e.source is not None}
@@ -163,10 +208,10 @@ def write_pack(plan: PackPlan, files: dict[str, Path], *, quiet: bool, unpacker:
                 name=plan.output.name if plan.output else "environment" + executable_suffix(plan.platform),
                 unpacker=unpacker,
                 archive_bytes=archive_size(members),
-                write_archive=lambda payload: _write_tar(entries, payload, progress),
+                write_archive=lambda payload: _write_tar(entries, payload, progress, unverified),
             )
         else:
-            _write_tar(entries, sink, progress)
+            _write_tar(entries, sink, progress, unverified)
         return sink
 
     with ProgressReporter(f"Writing {plan.environment}-{plan.platform}", total, enabled=not quiet) as progress:
@@ -216,19 +261,42 @@ def run_pack(options: PackOptions, hook: Any) -> tuple[list[PackPlan], list[Pack
     artifacts = [a for plan in plans for a in plan.artifacts]
     total = sum(a.size or 0 for a in artifacts)
     context = FetchContext(config=config, auth=auth)
+    # Cache hits are checked while they stream into the pack (one read instead of two), unless a
+    # pack cannot be taken back once written: a folder, or bytes already sent to standard output.
+    context.verify_cache_hits = not all(p.output is not None and p.kind != "directory" for p in plans)
     results: list[PackResult] = []
     try:
         with _cache_for(options, plans) as cache:
-            with ProgressReporter(f"Fetching {len(artifacts)} packages", total, enabled=not options.quiet) as progress:
-                context.progress = progress
-                files = fetch_artifacts(artifacts, cache, context, hook)
             unpackers = {
                 p.platform: resolve_unpacker(options.pixi_unpack_source, p.platform, options.cache_dir)
                 for p in plans
                 if p.kind == "executable"
             }
+            for _ in range(3):
+                with ProgressReporter(
+                    f"Fetching {len(artifacts)} packages", total, enabled=not options.quiet
+                ) as progress:
+                    context.progress = progress
+                    files = fetch_artifacts(artifacts, cache, context, hook)
+                try:
+                    results = [
+                        write_pack(
+                            plan,
+                            files,
+                            quiet=options.quiet,
+                            unpacker=unpackers.get(plan.platform),
+                            unverified=context.unverified,
+                        )
+                        for plan in plans
+                    ]
+                    break
+                except CorruptCacheEntryError as exc:
+                    log.warning("cached %s does not match the lockfile; downloading it again", exc.artifact.file_name)
+                    cache.discard(exc.artifact)
+                    context.unverified.clear()
+            else:
+                raise PixiPackError("the package cache keeps changing under this run; is another tool writing to it?")
             for plan in plans:
-                results.append(write_pack(plan, files, quiet=options.quiet, unpacker=unpackers.get(plan.platform)))
                 for note in plan.notes:
                     log.warning("%s", note)
     finally:
