@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 from signing import Sigstore
 from sigstore_double import FakeSigstore
-from support import PLACEHOLDER, ChannelServer, PackageSpec, build_channel, channel_records, write_lockfile
+from support import (
+    PLACEHOLDER,
+    ChannelServer,
+    PackageSpec,
+    basic_auth,
+    build_channel,
+    channel_records,
+    write_lockfile,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,6 +127,17 @@ def make_project(directory: Path, channel: DemoChannel) -> Project:
 @pytest.fixture
 def project(tmp_path: Path, channel: DemoChannel) -> Project:
     return make_project(tmp_path / "project", channel)
+
+
+def credentialed_project(project: Project, directory: Path, user: str, password: str) -> Path:
+    """The project's linux-64 environment with ``user:password`` in every lockfile URL; the server
+    then answers only requests that carry them."""
+    project.channel.server.required_auth = {"/": basic_auth(user, password)}
+    url = project.channel.url.replace("http://", f"http://{user}:{password}@")
+    records = channel_records(project.channel.path, url)
+    write_lockfile(directory / "pixi.lock", {"default": {"linux-64": records["linux-64"] + records["noarch"]}}, url)
+    (directory / "pixi.toml").write_text('[workspace]\nname = "p"\nchannels = []\nplatforms = []\n')
+    return directory
 
 
 def run_cli(

@@ -12,9 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import Project
+from conftest import Project, credentialed_project
 from signing import SAN, Sigstore, assert_secret_hidden, github_env, no_ci
-from support import basic_auth, channel_records, write_lockfile
 
 
 @dataclass
@@ -178,14 +177,7 @@ AUTH_SECRET = "bearer-from-auth-file-5678"
 
 
 def test_credentials_are_masked_and_never_printed(project: Project, tmp_path: Path) -> None:
-    server = project.channel.server
-    server.required_auth = {"/": basic_auth("ci", SECRET)}
-    authed_url = project.channel.url.replace("http://", f"http://ci:{SECRET}@")
-    records = channel_records(project.channel.path, authed_url)
-    lock_dir = tmp_path / "p"
-    write_lockfile(
-        lock_dir / "pixi.lock", {"default": {"linux-64": records["linux-64"] + records["noarch"]}}, authed_url
-    )
+    lock_dir = credentialed_project(project, tmp_path / "p", "ci", SECRET)
     auth = tmp_path / "auth.json"
     auth.write_text(json.dumps({"unused.example": {"BearerToken": AUTH_SECRET}}))
     step = run_step(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Project, assert_clean_error, make_project, pack_ok, run_cli
+from conftest import Project, assert_clean_error, credentialed_project, make_project, pack_ok, run_cli
 from google.protobuf import json_format
 from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from in_toto_attestation.v1 import statement_pb2
@@ -40,7 +40,6 @@ from signing import (
     gitlab_env,
     no_ci,
 )
-from support import channel_records, write_lockfile
 
 ROOT = Path(__file__).resolve().parent
 NODE_VERIFIER = ROOT / "js" / "verify_bundle.mjs"
@@ -386,17 +385,7 @@ AUTH_SECRET = "auth-file-bearer-token-xyz"
 
 
 def test_statement_carries_no_credentials(project: Project, tmp_path: Path, sigstore: Sigstore) -> None:
-    server = project.channel.server
-    authed_url = project.channel.url.replace("http://", f"http://lockuser:{SECRET}@")
-    from support import basic_auth
-
-    server.required_auth = {"/": basic_auth("lockuser", SECRET)}
-    records = channel_records(project.channel.path, authed_url)
-    lock_dir = tmp_path / "p"
-    write_lockfile(
-        lock_dir / "pixi.lock", {"default": {"linux-64": records["linux-64"] + records["noarch"]}}, authed_url
-    )
-    (lock_dir / "pixi.toml").write_text('[workspace]\nname = "p"\nchannels = []\nplatforms = []\n')
+    lock_dir = credentialed_project(project, tmp_path / "p", "lockuser", SECRET)
     auth = tmp_path / "auth.json"
     auth.write_text(json.dumps({"example.invalid": {"BearerToken": AUTH_SECRET}}))
     pack = tmp_path / "env.tar"

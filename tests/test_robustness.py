@@ -18,9 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Project, assert_clean_error, pack_ok, run_cli
+from conftest import Project, assert_clean_error, credentialed_project, pack_ok, run_cli
 from signing import Sigstore, assert_secret_hidden, github_env
-from support import basic_auth, channel_records, write_lockfile
 
 # --- a flaky server -------------------------------------------------------------------------------
 
@@ -342,14 +341,7 @@ ENV_SECRET = "ghs_env-token-5Wd2"
 
 
 def test_credentials_never_leak(project: Project, tmp_path: Path, sigstore: Sigstore) -> None:
-    server = project.channel.server
-    server.required_auth = {"/": basic_auth("deploy", URL_SECRET)}
-    authed_url = project.channel.url.replace("http://", f"http://deploy:{URL_SECRET}@")
-    records = channel_records(project.channel.path, authed_url)
-    lock_dir = tmp_path / "p"
-    write_lockfile(
-        lock_dir / "pixi.lock", {"default": {"linux-64": records["linux-64"] + records["noarch"]}}, authed_url
-    )
+    lock_dir = credentialed_project(project, tmp_path / "p", "deploy", URL_SECRET)
     auth = tmp_path / "auth.json"
     auth.write_text(json.dumps({"mirror.example": {"BearerToken": AUTH_SECRET}}))
     summary, outputs = tmp_path / "summary.md", tmp_path / "outputs.txt"

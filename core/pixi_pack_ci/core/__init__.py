@@ -16,6 +16,7 @@ from .model import (
     PackResult,
     PypiArtifact,
     UnpackResult,
+    human_size,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "UnpackResult",
     "__version__",
     "hookimpl",
+    "human_size",
 ]

@@ -17,7 +17,7 @@ from . import __version__
 from .activation import SHELLS, default_shell
 from .errors import PixiPackError, UsageError
 from .inspect_pack import inspect_pack
-from .model import PackOptions
+from .model import PackOptions, human_size
 from .pack import run_pack
 from .plugin_manager import PluginManager, create_plugin_manager
 from .redact import scrub
@@ -184,15 +184,6 @@ def build_parser(pm: PluginManager) -> argparse.ArgumentParser:
     return parser
 
 
-def _human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 def _print_json(data: Any) -> None:
     print(scrub(json.dumps(data, indent=2, sort_keys=False)))
 
@@ -226,10 +217,10 @@ def _cmd_pack(args: argparse.Namespace, pm: PluginManager) -> int:
         for plan in plans:
             print(
                 f"{plan.environment} on {plan.platform} → {plan.output or 'stdout'}: "
-                f"{len(plan.artifacts)} packages, {_human_size(plan.download_size)} to download"
+                f"{len(plan.artifacts)} packages, {human_size(plan.download_size)} to download"
             )
             for a in plan.artifacts:
-                print(scrub(f"  {a.describe():<50} {_human_size(a.size or 0):>10}  {a.url}"))
+                print(scrub(f"  {a.describe():<50} {human_size(a.size or 0):>10}  {a.url}"))
             for note in plan.notes:
                 print(f"  note: {note}")
         return 0
@@ -240,7 +231,7 @@ def _cmd_pack(args: argparse.Namespace, pm: PluginManager) -> int:
             where = r.path if r.path else "standard output"
             digest = f", sha256 {r.sha256}" if r.sha256 else ""
             print(
-                f"📦 Created pack at {where} ({_human_size(r.size)}, {len(r.packages)} packages{digest})",
+                f"📦 Created pack at {where} ({human_size(r.size)}, {len(r.packages)} packages{digest})",
                 file=sys.stderr if r.path is None else sys.stdout,
             )
     return 0
@@ -267,11 +258,11 @@ def _cmd_inspect(args: argparse.Namespace, pm: PluginManager) -> int:
         return 0
     print(
         f"platform: {summary['platform']}  format: {summary['format_version']}  "
-        f"packages: {summary['package_count']}  size: {_human_size(summary['size'])}"
+        f"packages: {summary['package_count']}  size: {human_size(summary['size'])}"
     )
     for p in summary["packages"]:
         label = f"{p.get('name')}={p.get('version')}={p.get('build')}" if p["kind"] == "conda" else p["file_name"]
-        print(f"  {p['kind']:<6} {label:<50} {_human_size(p.get('size') or 0):>10}")
+        print(f"  {p['kind']:<6} {label:<50} {human_size(p.get('size') or 0):>10}")
     return 0
 
 

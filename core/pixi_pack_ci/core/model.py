@@ -208,3 +208,13 @@ class PackOptions:
     #: Machine-readable results plugins add in ``pixi_pack_ci_packs_written`` (e.g. ``"attestation"``);
     #: ``pack --json`` prints each key beside ``"packs"``, and later plugins can read earlier ones' entries.
     report: dict[str, Any] = field(default_factory=dict)
+
+
+def human_size(n: int) -> str:
+    """``1.5 MiB``: sizes as the CLI, job summaries and logs print them."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

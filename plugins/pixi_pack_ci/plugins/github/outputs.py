@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pixi_pack_ci.core import PackResult
+from pixi_pack_ci.core import PackResult, human_size
 from pixi_pack_ci.plugins.provenance.checksums import hashes_value, subjects_for
 
 
@@ -51,15 +51,6 @@ def action_outputs(packs: Sequence[PackResult], report: dict[str, Any]) -> dict[
     }
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -75,7 +66,7 @@ def job_summary(packs: Sequence[PackResult], report: dict[str, Any]) -> str:
     for p in packs:
         name = display_path(p.path) if p.path else "standard output"
         digest = f"`{p.sha256}`" if p.sha256 else "—"
-        cells = [f"`{_cell(name)}`", _cell(p.environment), p.platform, _size(p.size), digest, str(len(p.packages))]
+        cells = [f"`{_cell(name)}`", _cell(p.environment), p.platform, human_size(p.size), digest, str(len(p.packages))]
         lines.append("| " + " | ".join(cells) + " |")
     attestation = report.get("attestation")
     if attestation:

@@ -12,16 +12,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pixi_pack_ci.core import PackOptions, PackPlan, PackResult, hookimpl
+from pixi_pack_ci.core import PackOptions, PackPlan, PackResult, hookimpl, human_size
 from pixi_pack_ci.core.errors import UsageError
 from pixi_pack_ci.plugins.provenance.model import BuildDescription
 
 from .job import LogSection, dotenv_path, merge_packs_json, write_dotenv, write_packs_json
 from .provenance import gitlab_build_description, in_gitlab_ci
-
-
-def _size(n: int) -> str:
-    return f"{n / 1024 / 1024:.1f} MiB" if n >= 1024 * 1024 else f"{n / 1024:.1f} KiB"
 
 
 class GitLabPlugin:
@@ -36,7 +32,7 @@ class GitLabPlugin:
         with LogSection(
             f"pixi_pack_plan_{plan.environment}_{plan.platform}",
             f"pixi-pack-ci: {plan.environment} on {plan.platform}: {len(plan.artifacts)} packages, "
-            f"{_size(plan.download_size)}",
+            f"{human_size(plan.download_size)}",
         ):
             for artifact in plan.artifacts:
                 LogSection.line(f"  {artifact.describe()}  {artifact.file_name}")
@@ -53,7 +49,7 @@ class GitLabPlugin:
             return
         with LogSection("pixi_pack_packs", f"pixi-pack-ci: {len(packs)} pack(s)", collapsed=False):
             for p in packs:
-                LogSection.line(f"  {p.path} {p.sha256} ({_size(p.size)}, {len(p.packages)} packages)")
+                LogSection.line(f"  {p.path} {p.sha256} ({human_size(p.size)}, {len(p.packages)} packages)")
             if written:
                 LogSection.line(f"  manifest: {written}")
 
