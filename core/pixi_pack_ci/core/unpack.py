@@ -37,8 +37,9 @@ CHUNK = 1 << 20
 @dataclass
 class ExtractedPack:
     root: Path
-    #: sha256/md5 of every regular file, computed while extracting (empty for a folder pack).
-    digests: dict[str, tuple[str, str]]
+    #: sha256 of every regular file, computed while extracting (empty for a folder pack). md5 is
+    #: not: only records without a sha256 need it, and those are read again (rare, old packages).
+    digests: dict[str, str]
 
 
 def _short(name: str) -> str:
@@ -62,7 +63,7 @@ def _safe_member_path(name: str) -> PurePosixPath:
 
 def extract_pack(stream: BinaryIO, target: Path) -> ExtractedPack:
     """Extract a pack from a (possibly non-seekable) stream, refusing anything but plain files and folders."""
-    digests: dict[str, tuple[str, str]] = {}
+    digests: dict[str, str] = {}
     count = 0
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
@@ -90,20 +91,19 @@ def extract_pack(stream: BinaryIO, target: Path) -> ExtractedPack:
                     raise UnpackError(f"not enough disk space for {member.name} ({member.size} bytes, {free} free)")
                 source = tar.extractfile(member)
                 assert source is not None
-                sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+                sha = hashlib.sha256()
                 written = 0
                 try:
                     with open(dest, "xb") as out:
                         while chunk := source.read(CHUNK):
                             out.write(chunk)
                             sha.update(chunk)
-                            md5.update(chunk)
                             written += len(chunk)
                 except OSError as exc:
                     raise UnpackError(f"cannot write {_short(member.name)}: {exc.strerror}") from None
                 if written != member.size:
                     raise ArchiveError(f"archive is truncated inside {member.name}")
-                digests[str(rel)] = (sha.hexdigest(), md5.hexdigest())
+                digests[str(rel)] = sha.hexdigest()
     except tarfile.TarError as exc:
         if "unexpected end" in str(exc):
             raise ArchiveError("archive is truncated (unexpected end of data)") from None
@@ -144,7 +144,7 @@ def read_metadata(root: Path) -> PackMetadata:
     return parse_metadata(raw)
 
 
-def _load_records(root: Path, digests: dict[str, tuple[str, str]]) -> list[rattler.RepoDataRecord]:
+def _load_records(root: Path, digests: dict[str, str]) -> list[rattler.RepoDataRecord]:
     channel = root / CHANNEL_DIR
     if not channel.is_dir():
         raise ArchiveError(f"not a pixi-pack archive: {CHANNEL_DIR}/ is missing")
@@ -159,15 +159,15 @@ def _load_records(root: Path, digests: dict[str, tuple[str, str]]) -> list[rattl
             if package.is_symlink() or not package.is_file():
                 raise ArchiveError(f"package {file_name} is listed in repodata.json but missing from the pack")
             rel = f"{CHANNEL_DIR}/{subdir.name}/{file_name}"
-            sha, md5 = digests.get(rel) or file_digests(package)
             expected_sha, expected_md5 = rec.get("sha256"), rec.get("md5")
             if expected_sha:
+                sha = digests.get(rel) or file_digests(package)[0]
                 if str(expected_sha).lower() != sha:
                     raise ArchiveError(
                         f"package {file_name} does not match its sha256 in repodata.json; the pack is corrupt"
                     )
             elif expected_md5:
-                if str(expected_md5).lower() != md5:
+                if str(expected_md5).lower() != file_digests(package)[1]:
                     raise ArchiveError(
                         f"package {file_name} does not match its md5 in repodata.json; the pack is corrupt"
                     )
