@@ -246,7 +246,7 @@ class ProvenancePlugin:
     def _cmd_attest(self, args: argparse.Namespace) -> int:
         request = SigningRequest(sign_key=args.sign_key, trust_config=args.sigstore_trust_config)
         files: list[tuple[Path, str]] = []
-        dependencies: list[dict[str, Any]] = []
+        packages: list[dict[str, Any]] = []
         platforms: dict[str, str] = {}
         for pack in args.packs:
             if not pack.is_file():
@@ -255,7 +255,8 @@ class ProvenancePlugin:
             if pack.suffix == ".tar":
                 summary = inspect_pack(pack)
                 platforms[pack.name] = str(summary["platform"])
-                dependencies += package_dependencies(summary["packages"])
+                packages += summary["packages"]
+        dependencies = package_dependencies(packages)  # one entry per distinct file across the packs
         if args.lockfile is not None:
             if not args.lockfile.is_file():
                 raise ProvenanceError(f"lockfile {args.lockfile} does not exist")
@@ -267,7 +268,7 @@ class ProvenancePlugin:
             request,
             describe_build=self._describe_build,
             inputs=inputs,
-            dependencies=package_dedupe(dependencies),
+            dependencies=dependencies,
         )
         report: dict[str, Any] = {}
         self._finish(attestation, report, quiet=args.quiet or args.json)
@@ -300,13 +301,3 @@ class ProvenancePlugin:
         print(f"🔑 Wrote {private} (private, keep it secret) and {public} (public); key id {hint[:16]}")
         return 0
 
-
-def package_dedupe(dependencies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seen: set[str] = set()
-    out = []
-    for dep in dependencies:
-        key = json.dumps(dep, sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            out.append(dep)
-    return out
