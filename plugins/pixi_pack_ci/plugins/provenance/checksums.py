@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+from pixi_pack_ci.core.atomic import atomic_output
 
 from .errors import ProvenanceError
 from .model import Subject
@@ -60,15 +61,8 @@ def hashes_value(subjects: Sequence[Subject]) -> str:
 
 def write_text_atomically(path: Path, text: str) -> None:
     """Write a small text file so that readers see the old content or the new, never a part."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as out:
+        out.write(text.encode("utf-8"))
 
 
 def write_checksums(folder: Path, subjects: Sequence[Subject]) -> Path:
