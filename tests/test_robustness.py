@@ -257,14 +257,6 @@ def malformed_inputs(project: Project, tmp: Path) -> list[tuple[str, list[str | 
         "config: concurrency a string": '[concurrency]\ndownloads = "many"\n',
         "config: binary": "\x00\xff\xfe",
     }
-    for label, text in configs.items():
-        cases.append(
-            (
-                label,
-                [m, "-p", "linux-64", "-c", file_with(label.split(": ")[1].replace(" ", "-") + ".toml", text)],
-                lambda: None,
-            )
-        )
     auths = {
         "auth: not json": "{not json",
         "auth: a list": "[1, 2]",
@@ -273,14 +265,10 @@ def malformed_inputs(project: Project, tmp: Path) -> list[tuple[str, list[str | 
         "auth: basic without password": '{"host.example": {"BasicHTTP": {"username": "u"}}}',
         "auth: value not an object": '{"host.example": "token"}',
     }
-    for label, text in auths.items():
-        cases.append(
-            (
-                label,
-                [m, "-p", "linux-64", "--auth-file", file_with(label.split(": ")[1].replace(" ", "-") + ".json", text)],
-                lambda: None,
-            )
-        )
+    for flag, suffix, files in (("-c", ".toml", configs), ("--auth-file", ".json", auths)):
+        for label, text in files.items():
+            path = file_with(label.split(": ")[1].replace(" ", "-") + suffix, text)
+            cases.append((label, [m, "-p", "linux-64", flag, path], lambda: None))
     flags: dict[str, list[str | Path]] = {
         "flag: unknown": [m, "--frobnicate"],
         "flag: unknown platform": [m, "-p", "linux-65"],
