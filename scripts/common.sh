@@ -1,0 +1,22 @@
+# shellcheck shell=bash
+# Sourced by scripts/test.sh, scripts/lint-workflows.sh and bench/run.sh: run from the repository
+# root, with a venv ($PIXI_PACK_CI_VENV, default .venv), and Debian packages for missing commands.
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root" || exit 1
+venv="${PIXI_PACK_CI_VENV:-$root/.venv}"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+
+# apt_install_missing COMMAND[=PACKAGE,PACKAGE]...: install the Debian packages of the commands not
+# on PATH (the package is the command's name unless given). Needs apt-get and root; else does nothing.
+apt_install_missing() {
+  local wanted="" spec
+  for spec in "$@"; do
+    command -v "${spec%%=*}" >/dev/null 2>&1 && continue
+    if [[ "$spec" == *=* ]]; then wanted="$wanted ${spec#*=}"; else wanted="$wanted $spec"; fi
+  done
+  wanted=${wanted//,/ }
+  [ -n "$wanted" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] || return 0
+  echo "== installing$wanted (Debian)"
+  # shellcheck disable=SC2086  # a list of package names
+  (apt-get update -qq && apt-get install -y -qq $wanted) >/dev/null 2>&1
+}
