@@ -201,19 +201,24 @@ def _read_bundle(path: Path) -> tuple[str, dict[str, Any]]:
         raise ProvenanceError(f"bundle {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ProvenanceError(f"cannot read bundle {path}: {exc}") from None
-    lines = [line for line in text.splitlines() if line.strip()]
-    if len(lines) > 1:  # a .jsonl holding one bundle per line: slsa-github-generator writes one
-        try:
-            json.loads(text)
-        except ValueError:
-            raise ProvenanceError(f"{path} holds {len(lines)} bundles; pass a file with one") from None
     try:
         data = json.loads(text)
     except ValueError:
+        lines = [line for line in text.splitlines() if line.strip()]
+        if len(lines) > 1 and all(_is_json(line) for line in lines):  # a .jsonl, one bundle per line
+            raise ProvenanceError(f"{path} holds {len(lines)} bundles; pass a file with one") from None
         raise VerificationError(f"{path} is not JSON: not a Sigstore bundle") from None
     if not isinstance(data, dict) or "dsseEnvelope" not in data:
         raise VerificationError(f"{path} is not a Sigstore bundle with a DSSE envelope")
     return text, data
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_statement(payload: bytes, sha256: str, pack: Path, predicate_type: str) -> tuple[dict[str, Any], str]:
