@@ -26,25 +26,39 @@ CACHEDIR_TAG = (
 CHUNK = 1 << 20
 
 
-def file_digests(path: Path) -> tuple[str, str]:
-    """sha256 and md5 of a file, read once."""
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
+class ArtifactHash:
+    """A running hash with the one algorithm that can check an artifact: its sha256 when the
+    lockfile has one, else its md5. Hashing md5 as well would cost more CPU than sha256 itself
+    (about 0.7 GiB/s against 1.7 GiB/s with SHA extensions) and prove nothing more."""
+
+    def __init__(self, artifact: Artifact) -> None:
+        self.algorithm = "sha256" if artifact.sha256 or not artifact.md5 else "md5"
+        self.expected = ((artifact.sha256 if self.algorithm == "sha256" else artifact.md5) or "").lower()
+        self._hash = hashlib.new(self.algorithm, usedforsecurity=self.algorithm != "md5")
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._hash.update(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    def matches(self) -> bool:
+        """True when the bytes so far are what the lockfile promised (or it promised nothing)."""
+        return not self.expected or self._hash.hexdigest() == self.expected
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file, read once."""
     with path.open("rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            sha.update(view[:n])
-            md5.update(view[:n])
-    return sha.hexdigest(), md5.hexdigest()
+        return hashlib.file_digest(fh, lambda: hashlib.new(algorithm, usedforsecurity=algorithm != "md5")).hexdigest()
 
 
-def digests_match(artifact: Artifact, sha256: str, md5: str) -> bool:
-    """True when the digests match what the lockfile promised (sha256 first, md5 when that is all there is)."""
-    if artifact.sha256:
-        return artifact.sha256.lower() == sha256
-    if artifact.md5:
-        return artifact.md5.lower() == md5
-    return True
+def file_matches(artifact: Artifact, path: Path) -> bool:
+    """True when the file at ``path`` hashes to what the lockfile promised for ``artifact``."""
+    check = ArtifactHash(artifact)
+    if not check.expected:
+        return True
+    return file_digest(path, check.algorithm) == check.expected
 
 
 class PackageCache:
@@ -82,11 +96,10 @@ class PackageCache:
         if not verify:
             return path if path.is_file() else None
         try:
-            sha, md5 = file_digests(path)
+            if file_matches(artifact, path):
+                return path
         except FileNotFoundError:
             return None
-        if digests_match(artifact, sha, md5):
-            return path
         with contextlib.suppress(OSError):
             path.unlink()
         return None

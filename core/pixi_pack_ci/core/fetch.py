@@ -8,7 +8,6 @@ bytes come from the ``pixi_pack_ci_fetch_artifact`` hook, whose last resort is
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import random
@@ -24,7 +23,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import httpx
 
 from . import __version__
-from .cache import CHUNK, PackageCache, digests_match, file_digests
+from .cache import CHUNK, ArtifactHash, PackageCache, file_digest
 from .config import AuthStorage, PackConfig
 from .errors import ChecksumMismatchError, DownloadError
 from .hookspecs import hookimpl
@@ -43,10 +42,13 @@ class TransientFetchError(DownloadError):
 
 @dataclass(frozen=True)
 class Digests:
-    """Hashes a fetcher computed while writing, so the core need not read the file again."""
+    """Hashes a fetcher computed while writing, so the core need not read the file again.
 
-    sha256: str
-    md5: str
+    Either may be empty: the core checks the one the lockfile has (sha256 first) and reads the
+    file itself only when that one is missing here."""
+
+    sha256: str = ""
+    md5: str = ""
 
 
 @dataclass
@@ -115,20 +117,21 @@ def _apply_credentials(url: str, auth: AuthStorage) -> tuple[str, dict[str, str]
 
 
 class _HashingWriter:
-    def __init__(self, fh: Any) -> None:
+    """Writes and hashes in one pass, with the algorithm the lockfile can check."""
+
+    def __init__(self, fh: Any, artifact: Artifact) -> None:
         self.fh = fh
-        self.sha = hashlib.sha256()
-        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.hash = ArtifactHash(artifact)
         self.size = 0
 
     def write(self, data: bytes | memoryview) -> None:
         self.fh.write(data)
-        self.sha.update(data)
-        self.md5.update(data)
+        self.hash.update(data)
         self.size += len(data)
 
     def digests(self) -> Digests:
-        return Digests(self.sha.hexdigest(), self.md5.hexdigest())
+        digest = self.hash.hexdigest()
+        return Digests(sha256=digest) if self.hash.algorithm == "sha256" else Digests(md5=digest)
 
 
 class HttpFetcherPlugin:
@@ -143,16 +146,16 @@ class HttpFetcherPlugin:
         url = candidates[attempt % len(candidates)]
         scheme = urlsplit(url).scheme
         if scheme == "file":
-            return self._copy_file(url, destination, context)
+            return self._copy_file(url, destination, artifact, context)
         if scheme in ("http", "https"):
             return self._download(url, destination, artifact, context)
         raise DownloadError(f"cannot fetch {artifact.file_name}: unsupported URL scheme in {redact_url(url)}")
 
-    def _copy_file(self, url: str, destination: Path, context: FetchContext) -> Digests:
+    def _copy_file(self, url: str, destination: Path, artifact: Artifact, context: FetchContext) -> Digests:
         source = Path(unquote(urlsplit(url).path))
         try:
             with source.open("rb") as src, destination.open("wb") as dst:
-                writer = _HashingWriter(dst)
+                writer = _HashingWriter(dst, artifact)
                 while chunk := src.read(CHUNK):
                     writer.write(chunk)
                     context.advance(len(chunk))
@@ -179,7 +182,7 @@ class HttpFetcherPlugin:
                     )
                 expected = resp.headers.get("Content-Length")
                 with destination.open("wb") as fh:
-                    writer = _HashingWriter(fh)
+                    writer = _HashingWriter(fh, artifact)
                     for chunk in resp.iter_raw(CHUNK):
                         writer.write(chunk)
                         written += len(chunk)
@@ -196,13 +199,14 @@ class HttpFetcherPlugin:
 
 
 def _verify(artifact: Artifact, path: Path, digests: Digests | None) -> None:
-    if digests is None:
-        sha, md5 = file_digests(path)
-    else:
-        sha, md5 = digests.sha256, digests.md5
-    if not digests_match(artifact, sha, md5):
-        expected = artifact.sha256 or artifact.md5
-        got = sha if artifact.sha256 else md5
+    check = ArtifactHash(artifact)
+    if not check.expected:
+        return
+    got = (digests.sha256 if check.algorithm == "sha256" else digests.md5) if digests is not None else ""
+    if not got:  # the fetcher did not hash with the algorithm we need
+        got = file_digest(path, check.algorithm)
+    if got.lower() != check.expected:
+        expected = check.expected
         raise ChecksumMismatchError(
             f"checksum mismatch for {artifact.file_name} from {redact_url(artifact.url)}: "
             f"lockfile says {expected}, got {got}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .atomic import atomic_output
-from .cache import PackageCache, digests_match
+from .cache import ArtifactHash, PackageCache
 from .config import load_auth, load_config
 from .errors import ArchiveError, PixiPackError, UsageError
 from .executable import HashingSink, executable_suffix, resolve_unpacker, write_executable
@@ -117,15 +116,12 @@ class _HashingReader:
 
     def __init__(self, raw: BinaryIO, artifact: Artifact) -> None:
         self.raw = raw
-        self.sha256 = hashlib.sha256()
-        self.md5 = hashlib.md5(usedforsecurity=False) if not artifact.sha256 else None
+        self.hash = ArtifactHash(artifact)
 
     def readinto(self, view: memoryview) -> int:
         n = self.raw.readinto(view)  # type: ignore[attr-defined]
         if n:
-            self.sha256.update(view[:n])
-            if self.md5 is not None:
-                self.md5.update(view[:n])
+            self.hash.update(view[:n])
         return int(n or 0)
 
 
@@ -149,8 +145,7 @@ def _write_tar(
                 else:
                     reader = _HashingReader(fh, artifact)
                     writer.add_file(entry.path, reader, size)  # type: ignore[arg-type]
-                    md5 = reader.md5.hexdigest() if reader.md5 is not None else ""
-                    if not digests_match(artifact, reader.sha256.hexdigest(), md5):
+                    if not reader.hash.matches():
                         raise CorruptCacheEntryError(artifact)
                     unverified.pop(entry.path, None)  # checked once is enough for the other packs
             progress.advance(size)

@@ -14,7 +14,6 @@ byte-identical to a pack made by pixi-pack from the same lockfile. Rules followe
 
 from __future__ import annotations
 
-import hashlib
 from typing import BinaryIO, Protocol
 
 
@@ -63,18 +62,14 @@ def _header(name: bytes, *, size: int, mode: int, typeflag: bytes, mtime: int, d
 
 
 class DeterministicTarWriter:
-    """Writes entries in the order given; callers sort them. Hashes and counts what it writes."""
+    """Writes entries in the order given; callers sort them (and hash the output if they need to)."""
 
     def __init__(self, out: Writable) -> None:
         self.out = out
-        self.sha256 = hashlib.sha256()
-        self.size = 0
         self._buf = bytearray(COPY_CHUNK)
 
     def _write(self, data: bytes | memoryview) -> None:
         self.out.write(data)
-        self.sha256.update(data)
-        self.size += len(data)
 
     def _name(self, arcname: str) -> bytes:
         name = arcname.encode("utf-8")

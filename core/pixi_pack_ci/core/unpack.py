@@ -21,7 +21,7 @@ import rattler
 from rattler.platform import Platform
 
 from .activation import SHELLS, write_activation_script
-from .cache import file_digests
+from .cache import file_digest
 from .errors import ArchiveError, PixiPackError, TargetExistsError, UnpackError, UnsafeArchiveError
 from .layout import CHANNEL_DIR, METADATA_FILE, PYPI_DIR, PackMetadata, parse_metadata, repodata_entries
 from .model import UnpackResult
@@ -161,13 +161,13 @@ def _load_records(root: Path, digests: dict[str, str]) -> list[rattler.RepoDataR
             rel = f"{CHANNEL_DIR}/{subdir.name}/{file_name}"
             expected_sha, expected_md5 = rec.get("sha256"), rec.get("md5")
             if expected_sha:
-                sha = digests.get(rel) or file_digests(package)[0]
+                sha = digests.get(rel) or file_digest(package, "sha256")
                 if str(expected_sha).lower() != sha:
                     raise ArchiveError(
                         f"package {file_name} does not match its sha256 in repodata.json; the pack is corrupt"
                     )
             elif expected_md5:
-                if str(expected_md5).lower() != file_digests(package)[1]:
+                if str(expected_md5).lower() != file_digest(package, "md5"):
                     raise ArchiveError(
                         f"package {file_name} does not match its md5 in repodata.json; the pack is corrupt"
                     )
