@@ -210,6 +210,8 @@ def median_of(repeat: int, prepare: Callable[[], None], measure: Callable[[], Ru
     runs = []
     for _ in range(repeat):
         prepare()
+        # Write back what earlier runs left dirty, so no run pays for its predecessor's writes.
+        os.sync()
         runs.append(measure())
     return Run(statistics.median(r.seconds for r in runs), max(r.peak_rss for r in runs))
 

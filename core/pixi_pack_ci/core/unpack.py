@@ -9,13 +9,16 @@ import json
 import logging
 import os
 import shutil
+import stat
 import sys
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import rattler
 from rattler.platform import Platform
@@ -61,12 +64,112 @@ def _safe_member_path(name: str) -> PurePosixPath:
     return PurePosixPath(*parts)
 
 
+def _regular_file_size(stream: BinaryIO) -> int | None:
+    """The size of ``stream`` if it is a regular file we can read at any offset, else None."""
+    try:
+        info = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+class _MemberCopier:
+    """Copies archive members out of a pack file in worker threads, hashing on the way.
+
+    A pack is mostly a few large package files; copying them one after another from the tar
+    stream kept one core busy with Python-level buffering and left the other idle. Here each
+    member is read at its known offset by its own file handle, so copies and sha256 run in
+    parallel (file I/O and hashlib release the GIL).
+    """
+
+    def __init__(self, archive: BinaryIO) -> None:
+        self.archive_fd = archive.fileno()
+        self.pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="extract")
+        self.jobs: dict[str, Future[str]] = {}
+        self.local = threading.local()
+
+    def submit(self, rel: str, name: str, dest: BinaryIO, offset: int, size: int) -> None:
+        self.jobs[rel] = self.pool.submit(self._copy, name, dest, offset, size)
+
+    def _copy(self, name: str, dest: BinaryIO, offset: int, size: int) -> str:
+        buf = getattr(self.local, "buf", None)
+        if buf is None:
+            buf = self.local.buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        sha = hashlib.sha256()
+        try:
+            with dest:
+                while size:
+                    n = _read_at(self.archive_fd, view[: min(CHUNK, size)], offset)
+                    if not n:
+                        raise ArchiveError(f"archive is truncated inside {name}")
+                    sha.update(view[:n])
+                    dest.write(view[:n])
+                    offset += n
+                    size -= n
+        except OSError as exc:
+            raise UnpackError(f"cannot write {_short(name)}: {exc.strerror}") from None
+        return sha.hexdigest()
+
+    def finish(self) -> dict[str, str]:
+        """Wait for every copy; the first failure is raised (after the others stopped)."""
+        try:
+            return {rel: job.result() for rel, job in self.jobs.items()}
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for job in self.jobs.values():
+            job.cancel()
+        self.pool.shutdown(wait=True)
+
+
+def _read_at(fd: int, view: memoryview, offset: int) -> int:
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    data = os.pread(fd, len(view), offset) if hasattr(os, "pread") else _read_at_seek(fd, len(view), offset)
+    view[: len(data)] = data
+    return len(data)
+
+
+_seek_lock = threading.Lock()
+
+
+def _read_at_seek(fd: int, n: int, offset: int) -> bytes:
+    # Windows has neither pread nor preadv: one shared position, so one reader at a time.
+    with _seek_lock:
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, n)
+
+
+def _copy_from_stream(source: IO[bytes], dest: BinaryIO, name: str) -> tuple[str, int]:
+    sha = hashlib.sha256()
+    written = 0
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    try:
+        with dest:
+            while n := source.readinto(view):  # type: ignore[attr-defined]
+                dest.write(view[:n])
+                sha.update(view[:n])
+                written += n
+    except OSError as exc:
+        raise UnpackError(f"cannot write {_short(name)}: {exc.strerror}") from None
+    return sha.hexdigest(), written
+
+
 def extract_pack(stream: BinaryIO, target: Path) -> ExtractedPack:
-    """Extract a pack from a (possibly non-seekable) stream, refusing anything but plain files and folders."""
+    """Extract a pack from a file or a (non-seekable) stream, refusing anything but plain files and folders.
+
+    Members are checked in archive order in this thread; from a regular file their bytes are
+    then copied by :class:`_MemberCopier`, from a pipe one after another as they arrive.
+    """
     digests: dict[str, str] = {}
     count = 0
+    archive_size = _regular_file_size(stream)
+    copier = _MemberCopier(stream) if archive_size is not None else None
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
+        with tarfile.open(fileobj=stream, mode="r:" if copier else "r|") as tar:
             for member in tar:
                 count += 1
                 if count > MAX_ENTRIES:
@@ -77,7 +180,7 @@ def extract_pack(stream: BinaryIO, target: Path) -> ExtractedPack:
                     _ensure_inside(target, dest)
                     _make_folder(dest, member.name)
                     continue
-                if not member.isreg():
+                if not member.isreg() or member.issparse():
                     kind = "link" if (member.issym() or member.islnk()) else "special file"
                     raise UnsafeArchiveError(f"refusing archive entry {member.name!r}: it is a {kind}")
                 if str(rel) == METADATA_FILE and member.size > 64 * 1024:
@@ -89,27 +192,32 @@ def extract_pack(stream: BinaryIO, target: Path) -> ExtractedPack:
                 free = shutil.disk_usage(target).free
                 if member.size > free:
                     raise UnpackError(f"not enough disk space for {member.name} ({member.size} bytes, {free} free)")
-                source = tar.extractfile(member)
-                assert source is not None
-                sha = hashlib.sha256()
-                written = 0
+                if copier is not None and archive_size is not None and member.offset_data + member.size > archive_size:
+                    raise ArchiveError(f"archive is truncated inside {member.name}")
                 try:
-                    with open(dest, "xb") as out:
-                        while chunk := source.read(CHUNK):
-                            out.write(chunk)
-                            sha.update(chunk)
-                            written += len(chunk)
+                    out = open(dest, "xb", buffering=0)  # noqa: SIM115 - closed by the copy
                 except OSError as exc:
                     raise UnpackError(f"cannot write {_short(member.name)}: {exc.strerror}") from None
+                if copier is not None:
+                    copier.submit(str(rel), member.name, out, member.offset_data, member.size)
+                    continue
+                source = tar.extractfile(member)
+                assert source is not None
+                digest, written = _copy_from_stream(source, out, member.name)
                 if written != member.size:
                     raise ArchiveError(f"archive is truncated inside {member.name}")
-                digests[str(rel)] = sha.hexdigest()
+                digests[str(rel)] = digest
+        if copier is not None:
+            digests = copier.finish()
     except tarfile.TarError as exc:
         if "unexpected end" in str(exc):
             raise ArchiveError("archive is truncated (unexpected end of data)") from None
         raise ArchiveError(f"not a valid pack archive: {exc}") from None
     except EOFError:
         raise ArchiveError("archive is truncated") from None
+    finally:
+        if copier is not None:
+            copier.close()
     if count == 0:
         raise ArchiveError("archive is empty")
     return ExtractedPack(target, digests)
