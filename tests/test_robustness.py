@@ -88,6 +88,70 @@ def test_sigkill_leaves_no_partial_pack_and_a_usable_cache(project: Project, tmp
     assert cached == project.linux_packages
 
 
+def test_sigkill_of_a_pack_written_in_place_leaves_nothing(project: Project, tmp_path: Path) -> None:
+    """Without a cache the pack is written in place while it downloads: a kill must still leave
+    no pack, and the next run removes the killed runs' partial file and download folder."""
+    reference = tmp_path / "reference.tar"
+    pack_ok(project.dir, reference, "--use-cache", tmp_path / "ref-cache")
+    server = project.channel.server
+    server.fault_rate, server.random_faults = 1.0, ("slow",)
+    out = tmp_path / "out"
+    out.mkdir()
+    rng = random.Random(11)
+    leftovers: set[str] = set()
+    for round_ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pixi_pack_ci.core", "pack", str(project.dir), "-p", "linux-64",
+             "-o", str(out / "env.tar"), "-q"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        # Kill once the downloads are under way (their folder exists), at a random point in them.
+        deadline = time.monotonic() + 30
+        while not any(p.name.endswith(".download") for p in out.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.15))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        target = out / "env.tar"
+        assert not target.exists() or target.read_bytes() == reference.read_bytes(), f"round {round_}"
+        leftovers |= {p.name for p in out.iterdir()}
+    assert any(name.endswith(".download") for name in leftovers), "the kills should have landed mid-download"
+    (out / "env.tar").unlink(missing_ok=True)
+    server.fault_rate = 0.0
+    proc = pack_ok(project.dir, out / "env.tar", "-v")
+    assert "in place" in proc.stderr.decode()
+    assert (out / "env.tar").read_bytes() == reference.read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == ["env.tar"]
+
+
+# --- packs written in place -----------------------------------------------------------------------
+
+
+def test_a_pack_written_in_place_equals_one_copied_from_the_cache(project: Project, tmp_path: Path) -> None:
+    direct = pack_ok(project.dir, tmp_path / "direct.tar", "-v")
+    staged = pack_ok(project.dir, tmp_path / "staged.tar", "--use-cache", tmp_path / "cache", "-v")
+    assert "in place" in direct.stderr.decode() and "in place" not in staged.stderr.decode()
+    assert (tmp_path / "direct.tar").read_bytes() == (tmp_path / "staged.tar").read_bytes()
+
+
+@pytest.mark.parametrize("delta", [1, -1])
+def test_a_wrong_size_in_the_lockfile_is_packed_the_ordinary_way(project: Project, tmp_path: Path, delta: int) -> None:
+    """The in-place layout trusts the lockfile's sizes; bytes that match the hash but not the size
+    (too many: they overflow the slot; too few: they leave a gap) send the run the ordinary way."""
+    lines = project.lockfile.read_text().splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith("- conda: ") and "libgreet" in line)
+    j = next(k for k in range(i, len(lines)) if lines[k].strip().startswith("size:"))
+    lines[j] = f"  size: {int(lines[j].split(':')[1]) + delta}"
+    project.lockfile.write_text("\n".join(lines) + "\n")
+    staged = tmp_path / "staged.tar"
+    pack_ok(project.dir, staged, "--use-cache", tmp_path / "cache")
+    proc = pack_ok(project.dir, tmp_path / "direct.tar", "-v")
+    err = proc.stderr.decode()
+    assert "packing the ordinary way: libgreet-1.2.3-h1234_0.conda" in err, err
+    assert (tmp_path / "direct.tar").read_bytes() == staged.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
 # --- hostile archives -----------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,8 @@ _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
 
 def _open_anonymous(directory: Path) -> int | None:
     try:
-        return os.open(directory, _O_TMPFILE | os.O_WRONLY, 0o600)
+        # Read-write: a pack written in place is read back for its sha256.
+        return os.open(directory, _O_TMPFILE | os.O_RDWR, 0o600)
     except OSError:  # EOPNOTSUPP, EISDIR on old kernels, …
         return None
 
@@ -54,11 +56,15 @@ def temp_prefix(target: Path) -> str:
 
 
 def remove_stale_partials(target: Path, suffix: str = ".partial") -> list[Path]:
-    """Delete ``.<name>.<pid>.*<suffix>`` siblings of ``target`` whose writer no longer runs."""
+    """Delete ``.<name>.<pid>.*<suffix>`` siblings of ``target`` (files or folders) whose writer no longer runs."""
     removed = []
     for path in target.parent.glob(f".{glob_escape(target.name)}.*{suffix}"):
         pid = path.name[len(target.name) + 2 :].split(".", 1)[0]
         if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
             continue
         with contextlib.suppress(FileNotFoundError):
             path.unlink()

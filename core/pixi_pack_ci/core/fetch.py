@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
@@ -30,6 +30,7 @@ from .hookspecs import hookimpl
 from .model import Artifact
 from .progress import ProgressReporter
 from .redact import redact_url
+from .slots import ArchiveSlot, SlotWriter, copy_into_slot, slot_digest
 
 log = logging.getLogger("pixi_pack_ci")
 
@@ -65,8 +66,26 @@ class FetchContext:
     #: for the writer to check while it streams them.
     verify_cache_hits: bool = True
     unverified: dict[str, Artifact] = field(default_factory=dict)
+    #: cache key → the place in a pack being written in place where that artifact's bytes go.
+    slots: dict[str, ArchiveSlot] = field(default_factory=dict)
+    _slot_writers: dict[str, SlotWriter] = field(default_factory=dict)
     _client: httpx.Client | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def open_destination(self, artifact: Artifact, destination: Path) -> BinaryIO | SlotWriter:
+        """Where a fetcher should write ``artifact``'s bytes: its slot in the pack when the pack is
+        written in place (no second copy), else ``destination``. Use as a context manager."""
+        slot = self.slots.get(artifact.cache_key)
+        if slot is None:
+            return destination.open("wb")
+        writer = SlotWriter(slot, artifact)
+        with self._lock:
+            self._slot_writers[artifact.cache_key] = writer
+        return writer
+
+    def take_slot_writer(self, artifact: Artifact) -> SlotWriter | None:
+        with self._lock:
+            return self._slot_writers.pop(artifact.cache_key, None)
 
     @property
     def client(self) -> httpx.Client:
@@ -154,7 +173,7 @@ class HttpFetcherPlugin:
     def _copy_file(self, url: str, destination: Path, artifact: Artifact, context: FetchContext) -> Digests:
         source = Path(unquote(urlsplit(url).path))
         try:
-            with source.open("rb") as src, destination.open("wb") as dst:
+            with source.open("rb") as src, context.open_destination(artifact, destination) as dst:
                 writer = _HashingWriter(dst, artifact)
                 while chunk := src.read(CHUNK):
                     writer.write(chunk)
@@ -181,9 +200,9 @@ class HttpFetcherPlugin:
                         f"could not download {artifact.file_name}: {shown} answered {resp.status_code}{hint}"
                     )
                 expected = resp.headers.get("Content-Length")
-                with destination.open("wb") as fh:
+                with context.open_destination(artifact, destination) as fh:
                     writer = _HashingWriter(fh, artifact)
-                    for chunk in resp.iter_raw(CHUNK):
+                    for chunk in resp.iter_raw():
                         writer.write(chunk)
                         written += len(chunk)
                         context.advance(len(chunk))
@@ -213,7 +232,21 @@ def _verify(artifact: Artifact, path: Path, digests: Digests | None) -> None:
         )
 
 
-def _fetch_one(artifact: Artifact, cache: PackageCache, context: FetchContext, hook: Any) -> Path:
+def _verify_slot(artifact: Artifact, slot: ArchiveSlot, digests: Digests | None) -> None:
+    check = ArtifactHash(artifact)
+    got = (digests.sha256 if check.algorithm == "sha256" else digests.md5) if digests is not None else ""
+    if check.expected and got.lower() != check.expected:
+        if not got:
+            got = slot_digest(slot, check.algorithm)
+        if got.lower() != check.expected:
+            raise ChecksumMismatchError(
+                f"checksum mismatch for {artifact.file_name} from {redact_url(artifact.url)}: "
+                f"lockfile says {check.expected}, got {got}"
+            )
+
+
+def _fetch_one(artifact: Artifact, cache: PackageCache, context: FetchContext, hook: Any) -> Path | None:
+    """Fetch one artifact; returns its cache file, or None when it went straight into its slot."""
     cached = cache.lookup(artifact, verify=context.verify_cache_hits)
     if cached is not None:
         if not context.verify_cache_hits:
@@ -223,16 +256,29 @@ def _fetch_one(artifact: Artifact, cache: PackageCache, context: FetchContext, h
         log.debug("cache hit: %s", artifact.cache_key)
         return cached
     last: DownloadError | None = None
+    slot = context.slots.get(artifact.cache_key)
     for attempt in range(max(1, context.attempts)):
         temp = cache.temp_path(artifact)
         try:
+            context.take_slot_writer(artifact)  # forget an earlier attempt's
             result = hook.pixi_pack_ci_fetch_artifact(
                 artifact=artifact, destination=temp, context=context, attempt=attempt
             )
             if result is None:
                 raise DownloadError(f"no plugin could fetch {artifact.file_name} from {redact_url(artifact.url)}")
-            _verify(artifact, temp, result if isinstance(result, Digests) else None)
-            return cache.commit(artifact, temp)
+            digests = result if isinstance(result, Digests) else None
+            if slot is None:
+                _verify(artifact, temp, digests)
+                return cache.commit(artifact, temp)
+            written = context.take_slot_writer(artifact)
+            if written is not None:  # the fetcher wrote into the pack itself
+                _verify_slot(artifact, slot, digests)
+                written.check_complete()
+            else:  # it wrote to ``destination``, as a plugin may: check there, then copy in
+                _verify(artifact, temp, digests)
+                with temp.open("rb") as fh:
+                    copy_into_slot(fh, slot, artifact)
+            return None
         except (TransientFetchError, ChecksumMismatchError) as exc:
             last = exc
             log.info("attempt %d for %s failed: %s", attempt + 1, artifact.file_name, exc)
@@ -291,5 +337,7 @@ def fetch_artifacts(
             assert err is not None
             raise err
         for fut, artifact in futures.items():
-            results[artifact.cache_key] = fut.result()
+            path = fut.result()
+            if path is not None:
+                results[artifact.cache_key] = path
     return results

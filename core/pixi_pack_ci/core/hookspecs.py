@@ -82,6 +82,10 @@ def pixi_pack_ci_fetch_artifact(
     (httpx, mirrors, credentials) runs last. The core verifies the hash afterwards, retries on
     :class:`~pixi_pack_ci.core.fetch.TransientFetchError` and mismatches, and moves the file
     into place atomically, so an implementation only has to write bytes.
+
+    Writing through ``context.open_destination(artifact, destination)`` instead of opening
+    ``destination`` lets the core place the bytes straight into a pack that is being written in
+    place (one write instead of two); writing to ``destination`` always works too.
     """
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .atomic import atomic_output
+from .atomic import atomic_output, remove_stale_partials, temp_prefix
 from .cache import ArtifactHash, PackageCache
 from .config import load_auth, load_config
 from .errors import ArchiveError, PixiPackError, UsageError
@@ -22,6 +22,7 @@ from .layout import Entry, pack_entries
 from .lockfile import build_plan, load_lockfile
 from .model import Artifact, PackOptions, PackPlan, PackResult, artifact_summary
 from .progress import ProgressReporter
+from .slots import SlotSizeError, file_sha256, slot_sizes, write_skeleton
 from .tarwriter import DeterministicTarWriter, Writable, archive_size
 from .wheels import check_wheel_fits, find_python
 
@@ -93,10 +94,12 @@ def _cache_for(options: PackOptions, plans: list[PackPlan]) -> Iterator[PackageC
         yield PackageCache(options.cache_dir)
         return
     # No cache asked for: download beside the first output so the archive copy stays on one disk.
-    first = next((p.output for p in plans if p.output is not None), None)
-    parent = first.parent if first is not None else Path.cwd()
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".pixi-pack-ci-download-", dir=parent))
+    # The folder is named after that output and this process, so a run that was killed has its
+    # leftovers removed by the next run for the same output.
+    first = next((p.output for p in plans if p.output is not None), None) or Path.cwd() / "stdout"
+    first.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(first, ".download")
+    staging = Path(tempfile.mkdtemp(prefix=temp_prefix(first), suffix=".download", dir=first.parent))
     try:
         yield PackageCache(staging)
     finally:
@@ -164,6 +167,63 @@ def _write_directory(entries: list[Entry], target: Path) -> None:
             shutil.copyfile(entry.source, path)
 
 
+def _pack_result(plan: PackPlan, path: Path | None, sha256: str | None, size: int) -> PackResult:
+    return PackResult(
+        environment=plan.environment,
+        platform=plan.platform,
+        kind=plan.kind,
+        path=path,
+        sha256=sha256,
+        size=size,
+        packages=tuple(artifact_summary(a) for a in plan.artifacts),
+        lockfile=plan.lockfile,
+    )
+
+
+def _in_place_sizes(options: PackOptions, plans: list[PackPlan]) -> dict[str, int] | None:
+    """Archive path → size when this run's one pack can be written in place (see ``slots``), else None.
+
+    That needs one plain tar going to a file, every size known from the lockfile, positioned I/O,
+    and no download cache: with a cache the bytes must land there anyway, and the tar is then
+    copied from it."""
+    if len(plans) != 1 or options.cache_dir is not None or not (hasattr(os, "pwrite") and hasattr(os, "preadv")):
+        return None
+    plan = plans[0]
+    if plan.kind != "tar" or plan.output is None:
+        return None
+    return slot_sizes(plan.artifacts)
+
+
+def write_pack_in_place(
+    plan: PackPlan, sizes: dict[str, int], cache: PackageCache, context: FetchContext, hook: Any, *, quiet: bool
+) -> PackResult:
+    """Write the skeleton of the pack, download every package into its slot, then hash the file."""
+    assert plan.output is not None
+    # The sources are never read here: every file entry becomes a hole its download fills.
+    entries = pack_entries(plan, {a.cache_key: Path(a.cache_key) for a in plan.artifacts})
+    target = plan.output
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArchiveError(f"cannot create output directory {target.parent}: {exc.strerror}") from None
+    log.info("writing %s in place: each package is downloaded straight into it", target.name)
+    try:
+        with atomic_output(target) as out:
+            slots = write_skeleton(entries, sizes, out)
+            out.flush()
+            context.slots = {a.cache_key: slots[a.archive_path] for a in plan.artifacts}
+            total = sum(sizes.values())
+            with ProgressReporter(f"Fetching {len(plan.artifacts)} packages", total, enabled=not quiet) as progress:
+                context.progress = progress
+                fetch_artifacts(plan.artifacts, cache, context, hook)
+            sha256, size = file_sha256(out.fileno())
+    except OSError as exc:
+        raise ArchiveError(f"could not write pack {target}: {exc}") from None
+    finally:
+        context.slots = {}
+    return _pack_result(plan, target, sha256, size)
+
+
 def write_pack(
     plan: PackPlan,
     files: dict[str, Path],
@@ -176,19 +236,9 @@ def write_pack(
     entries = pack_entries(plan, files)
     sizes = {e.path: e.source.stat().st_size for e in entries if e.source is not None}
     total = sum(sizes.values())
-    packages = tuple(artifact_summary(a) for a in plan.artifacts)
 
     def result(path: Path | None, sha256: str | None, size: int) -> PackResult:
-        return PackResult(
-            environment=plan.environment,
-            platform=plan.platform,
-            kind=plan.kind,
-            path=path,
-            sha256=sha256,
-            size=size,
-            packages=packages,
-            lockfile=plan.lockfile,
-        )
+        return _pack_result(plan, path, sha256, size)
 
     def write_stream(out: Writable, progress: ProgressReporter) -> HashingSink:
         sink = HashingSink(out)
@@ -260,14 +310,20 @@ def run_pack(options: PackOptions, hook: Any) -> tuple[list[PackPlan], list[Pack
     # pack cannot be taken back once written: a folder, or bytes already sent to standard output.
     context.verify_cache_hits = not all(p.output is not None and p.kind != "directory" for p in plans)
     results: list[PackResult] = []
+    in_place = _in_place_sizes(options, plans)
     try:
         with _cache_for(options, plans) as cache:
+            if in_place is not None:
+                try:
+                    results = [write_pack_in_place(plans[0], in_place, cache, context, hook, quiet=options.quiet)]
+                except SlotSizeError as exc:
+                    log.info("packing the ordinary way: %s", exc)
             unpackers = {
                 p.platform: resolve_unpacker(options.pixi_unpack_source, p.platform, options.cache_dir)
                 for p in plans
                 if p.kind == "executable"
             }
-            for _ in range(3):
+            for _ in range(0 if results else 3):
                 with ProgressReporter(
                     f"Fetching {len(artifacts)} packages", total, enabled=not options.quiet
                 ) as progress:
@@ -289,7 +345,7 @@ def run_pack(options: PackOptions, hook: Any) -> tuple[list[PackPlan], list[Pack
                     log.warning("cached %s does not match the lockfile; downloading it again", exc.artifact.file_name)
                     cache.discard(exc.artifact)
                     context.unverified.clear()
-            else:
+            if not results:
                 raise PixiPackError("the package cache keeps changing under this run; is another tool writing to it?")
             for plan in plans:
                 for note in plan.notes:

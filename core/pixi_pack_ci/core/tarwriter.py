@@ -67,9 +67,12 @@ class DeterministicTarWriter:
     def __init__(self, out: Writable) -> None:
         self.out = out
         self._buf = bytearray(COPY_CHUNK)
+        #: Bytes written so far: the offset of the next byte in the archive.
+        self.position = 0
 
     def _write(self, data: bytes | memoryview) -> None:
         self.out.write(data)
+        self.position += len(data)
 
     def _name(self, arcname: str) -> bytes:
         name = arcname.encode("utf-8")
@@ -108,6 +111,20 @@ class DeterministicTarWriter:
             self._write(view[:n])
             remaining -= n
         self._write(b"\0" * (-size % BLOCK))
+
+    def add_hole(self, arcname: str, size: int) -> int:
+        """Write the header of a ``size``-byte file whose bytes come later; returns their offset.
+
+        ``out`` must be seekable: the writer seeks over the data (leaving a hole for whoever
+        fills it with positioned writes) and writes the padding after it.
+        """
+        name = self._name(arcname)
+        self._write(_header(name, size=size, mode=0o644, typeflag=b"0", mtime=DETERMINISTIC_MTIME, devices=True))
+        offset = self.position
+        self.out.seek(size, 1)  # type: ignore[attr-defined]
+        self.position += size
+        self._write(b"\0" * (-size % BLOCK))
+        return offset
 
     def finish(self) -> None:
         self._write(b"\0" * (2 * BLOCK))

@@ -1,0 +1,141 @@
+"""A pack written in place: headers first, then each package downloaded straight into its slot.
+
+When every package's size is known from the lockfile, the whole archive layout is known before a
+byte is downloaded: each member's offset follows from the sizes of the members before it. So
+instead of downloading into a staging folder and copying every byte again into the tar (twice
+the writes, on a machine where writing is what costs), the skeleton — headers, metadata,
+``repodata.json`` and padding — is written first, and each download writes its bytes at its
+member's offset. The archive's sha256 is computed afterwards from the finished file.
+
+A size that turns out wrong (the lockfile's ``size`` disagrees with the bytes that match its hash)
+raises :class:`SlotSizeError`; the caller then packs the ordinary way, so such lockfiles still
+pack exactly as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from .layout import Entry
+from .model import Artifact
+from .tarwriter import DeterministicTarWriter
+
+CHUNK = 1 << 20
+
+
+class SlotSizeError(Exception):
+    """A package's bytes do not have the size the lockfile gave; its slot cannot hold them."""
+
+
+@dataclass
+class ArchiveSlot:
+    """``size`` bytes at ``offset`` of the open file ``fd``: where one package goes in the pack."""
+
+    fd: int
+    offset: int
+    size: int
+
+
+class SlotWriter:
+    """A write-only file over one slot; refuses to write past its end."""
+
+    def __init__(self, slot: ArchiveSlot, artifact: Artifact) -> None:
+        self.slot = slot
+        self.artifact = artifact
+        self.position = 0
+
+    def write(self, data: bytes | memoryview) -> int:
+        view = memoryview(data)
+        if self.position + len(view) > self.slot.size:
+            # Not an error yet: wrong content is retried like any hash mismatch. Only bytes that
+            # match the hash and still do not fit prove the lockfile's size wrong (check_complete).
+            self.position += len(view)
+            return len(data)
+        while view:
+            n = os.pwrite(self.slot.fd, view, self.slot.offset + self.position)
+            self.position += n
+            view = view[n:]
+        return len(data)
+
+    def check_complete(self) -> None:
+        """Called once the bytes matched their hash: they must also fill the slot exactly.
+
+        Raises :class:`SlotSizeError`, which makes the caller pack the ordinary way."""
+        if self.position != self.slot.size:
+            raise SlotSizeError(
+                f"{self.artifact.file_name} has {self.position} bytes, its lockfile says {self.slot.size}"
+            )
+
+    def __enter__(self) -> SlotWriter:
+        self.position = 0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def slot_sizes(artifacts: list[Artifact]) -> dict[str, int] | None:
+    """archive path → size for every artifact, or None when any size is unknown."""
+    sizes: dict[str, int] = {}
+    for artifact in artifacts:
+        if not artifact.size or artifact.size < 0:
+            return None
+        sizes[artifact.archive_path] = artifact.size
+    return sizes
+
+
+def write_skeleton(entries: list[Entry], sizes: dict[str, int], out: BinaryIO) -> dict[str, ArchiveSlot]:
+    """Write every header, inline file and padding; leave a hole per package. Returns its slots."""
+    writer = DeterministicTarWriter(out)
+    offsets: dict[str, int] = {}
+    for entry in entries:
+        if entry.is_dir:
+            writer.add_directory(entry.path)
+        elif entry.data is not None:
+            writer.add_bytes(entry.path, entry.data)
+        else:
+            offsets[entry.path] = writer.add_hole(entry.path, sizes[entry.path])
+    writer.finish()
+    fd = out.fileno()
+    return {path: ArchiveSlot(fd, offset, sizes[path]) for path, offset in offsets.items()}
+
+
+def copy_into_slot(source: BinaryIO, slot: ArchiveSlot, artifact: Artifact) -> None:
+    """Copy a file a plugin fetched to a path into its slot (its hash was checked already)."""
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    with SlotWriter(slot, artifact) as writer:
+        while n := source.readinto(view):  # type: ignore[attr-defined]
+            writer.write(view[:n])
+        writer.check_complete()
+
+
+def file_sha256(fd: int) -> tuple[str, int]:
+    """sha256 and size of the whole open file, read with positioned reads (the file offset is left alone)."""
+    sha = hashlib.sha256()
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    offset = 0
+    while n := os.preadv(fd, [view], offset):
+        sha.update(view[:n])
+        offset += n
+    return sha.hexdigest(), offset
+
+
+def slot_digest(slot: ArchiveSlot, algorithm: str) -> str:
+    """The hex digest of what a slot holds now (for fetchers that did not hash as they wrote)."""
+    digest = hashlib.new(algorithm, usedforsecurity=algorithm != "md5")
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    offset, remaining = slot.offset, slot.size
+    while remaining:
+        n = os.preadv(slot.fd, [view[: min(CHUNK, remaining)]], offset)
+        if not n:
+            break
+        digest.update(view[:n])
+        offset += n
+        remaining -= n
+    return digest.hexdigest()
