@@ -18,8 +18,6 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
 from . import __version__
 from .errors import PixiPackError, UsageError
 from .layout import PIXI_PACK_COMPAT_VERSION
@@ -72,6 +70,8 @@ def resolve_unpacker(source: str | None, platform: str, cache_dir: Path | None) 
     target = base / "pixi-unpack" / hashlib.sha256(source.encode()).hexdigest()[:16] / source.rsplit("/", 1)[-1]
     if target.is_file():
         return target
+    import httpx  # only for this download: see FetchContext.client
+
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:

@@ -17,10 +17,8 @@ from collections.abc import Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import unquote, urlsplit, urlunsplit
-
-import httpx
 
 from . import __version__
 from .cache import CHUNK, ArtifactHash, PackageCache, file_digest
@@ -31,6 +29,9 @@ from .model import Artifact
 from .progress import ProgressReporter
 from .redact import redact_url
 from .slots import ArchiveSlot, SlotWriter, copy_into_slot, slot_digest
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("pixi_pack_ci")
 
@@ -89,6 +90,10 @@ class FetchContext:
 
     @property
     def client(self) -> httpx.Client:
+        # Imported here: httpx (with its CLI) is a tenth of a second of start-up that a pack from
+        # a warm cache, an unpack or --version never needs.
+        import httpx
+
         with self._lock:
             if self._client is None:
                 n = self.config.concurrency
@@ -124,6 +129,8 @@ class FetchContext:
 
 
 def _apply_credentials(url: str, auth: AuthStorage) -> tuple[str, dict[str, str], httpx.BasicAuth | None]:
+    import httpx
+
     cred = auth.lookup(url)
     if cred is None:
         return url, {}, None
@@ -185,6 +192,8 @@ class HttpFetcherPlugin:
         return writer.digests()
 
     def _download(self, url: str, destination: Path, artifact: Artifact, context: FetchContext) -> Digests:
+        import httpx
+
         request_url, headers, basic = _apply_credentials(url, context.auth)
         shown = redact_url(url)
         written = 0

@@ -7,7 +7,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 from pixi_pack_ci.core.redact import SECRETS
 from pixi_pack_ci.plugins.provenance.errors import ProvenanceError, UploadError
 from pixi_pack_ci.plugins.provenance.model import Attestation, BuildDescription
@@ -93,6 +92,8 @@ def upload_attestation(attestation: Attestation, env: Mapping[str, str], token: 
         "X-GitHub-Api-Version": "2022-11-28",
         "User-Agent": "pixi-pack-ci",
     }
+    import httpx  # only when uploading: every run loads this plugin, few upload
+
     try:
         response = httpx.post(url, headers=headers, json={"bundle": json.loads(attestation.bundle_json)}, timeout=60.0)
     except httpx.HTTPError as exc:
