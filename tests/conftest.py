@@ -175,6 +175,15 @@ def assert_clean_error(proc: subprocess.CompletedProcess[bytes], *, code: int | 
     return lines[0]
 
 
+def cache_entries(cache: Path) -> list[str]:
+    """File names of the packages in a download cache (not its tag or its ``.verified`` records)."""
+    return sorted(
+        p.name
+        for p in cache.rglob("*")
+        if p.is_file() and p.name != "CACHEDIR.TAG" and p.relative_to(cache).parts[0] != ".verified"
+    )
+
+
 def pack_ok(
     manifest: Path, output: Path | str, *extra: str | Path, platform: str = "linux-64", **kwargs: Any
 ) -> subprocess.CompletedProcess[bytes]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Project, pack_ok
+from conftest import Project, cache_entries, pack_ok
 
 
 def test_corrupt_cache_entry_is_replaced(project: Project, tmp_path: Path) -> None:
@@ -54,5 +56,53 @@ def test_concurrent_packs_share_one_cache(project: Project, tmp_path: Path) -> N
     digests = {hashlib.sha256((tmp_path / f"p{i}.tar").read_bytes()).hexdigest() for i in range(4)}
     assert len(digests) == 1
     assert not list(cache.rglob("*.part"))
-    cached = sorted(p.name for p in cache.rglob("*") if p.is_file() and p.name != "CACHEDIR.TAG")
-    assert cached == project.linux_packages
+    assert cache_entries(cache) == project.linux_packages
+
+
+def _requests(project: Project, name: str) -> int:
+    return project.channel.server.requests[f"/linux-64/{name}"]
+
+
+def test_a_warm_pack_trusts_unchanged_entries_and_reuses_the_remembered_hash(project: Project, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    pack_ok(project.dir, tmp_path / "a.tar", "--use-cache", cache)
+    proc = pack_ok(project.dir, tmp_path / "b.tar", "--use-cache", cache, "--json", "-v")
+    err = proc.stderr.decode()
+    assert "copied from the cache" in err and "remembered" in err, err
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+    reported = json.loads(proc.stdout)["packs"][0]["sha256"]
+    assert reported == hashlib.sha256((tmp_path / "b.tar").read_bytes()).hexdigest()
+
+
+def test_an_entry_changed_in_place_is_hashed_again(project: Project, tmp_path: Path) -> None:
+    """Same size, mtime put back: the ctime still moved, so the record no longer vouches for it."""
+    cache = tmp_path / "cache"
+    pack_ok(project.dir, tmp_path / "a.tar", "--use-cache", cache)
+    entry = cache / "linux-64" / "libgreet-1.2.3-h1234_0.conda"
+    info = entry.stat()
+    data = bytearray(entry.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    with entry.open("r+b") as fh:
+        fh.write(data)
+    os.utime(entry, ns=(info.st_atime_ns, info.st_mtime_ns))
+    before = _requests(project, entry.name)
+    pack_ok(project.dir, tmp_path / "b.tar", "--use-cache", cache)
+    assert _requests(project, entry.name) == before + 1
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+
+
+def test_a_restored_cache_with_forged_records_is_hashed_again(project: Project, tmp_path: Path) -> None:
+    """A cache from elsewhere (actions/cache, a copied folder) cannot vouch for itself: its records
+    name other inodes and ctimes. Here a poisoned copy keeps every record and its sizes."""
+    cache = tmp_path / "cache"
+    pack_ok(project.dir, tmp_path / "a.tar", "--use-cache", cache)
+    restored = tmp_path / "restored"
+    shutil.copytree(cache, restored)  # copy2: mtimes kept, inodes and ctimes new
+    entry = restored / "linux-64" / "libgreet-1.2.3-h1234_0.conda"
+    data = bytearray(entry.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    entry.write_bytes(bytes(data))
+    before = _requests(project, entry.name)
+    pack_ok(project.dir, tmp_path / "b.tar", "--use-cache", restored)
+    assert _requests(project, entry.name) == before + 1
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Project, assert_clean_error, credentialed_project, pack_ok, run_cli
+from conftest import Project, assert_clean_error, cache_entries, credentialed_project, pack_ok, run_cli
 from signing import Sigstore, assert_secret_hidden, github_env
 
 # --- a flaky server -------------------------------------------------------------------------------
@@ -84,8 +84,7 @@ def test_sigkill_leaves_no_partial_pack_and_a_usable_cache(project: Project, tmp
     # The next run removed what the killed ones left behind, in the output folder and the cache.
     assert sorted(p.name for p in out.iterdir()) == ["env.tar"]
     assert not [p for p in cache.rglob("*") if p.name.endswith((".part", ".partial"))]
-    cached = sorted(p.name for p in cache.rglob("*") if p.is_file() and p.name != "CACHEDIR.TAG")
-    assert cached == project.linux_packages
+    assert cache_entries(cache) == project.linux_packages
 
 
 def test_sigkill_of_a_pack_written_in_place_leaves_nothing(project: Project, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -61,9 +62,27 @@ def file_matches(artifact: Artifact, path: Path) -> bool:
     return file_digest(path, check.algorithm) == check.expected
 
 
+VERIFIED_DIR = ".verified"
+
+
+def _fingerprint(info: os.stat_result) -> list[int]:
+    # ctime cannot be set by a user and changes on any write, rename or chmod; with the inode and
+    # device it ties a record to this very file on this very machine. A cache restored from
+    # elsewhere (actions/cache, a copied folder) never matches and is hashed again.
+    return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+
+
 class PackageCache:
+    """Entries are hashed once, when they arrive or are first read; a record beside each entry
+    (``.verified/<key>``) remembers the hash with the file's fingerprint (device, inode, size,
+    mtime, ctime), and later runs trust an unchanged file without reading it. Packs made only of
+    such files are also remembered by the digest of their layout (``.verified/packs/``), so a
+    pack from a warm cache can be copied in the kernel without being hashed again."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
+        #: cache key → sha256 of the content, for every entry known good in this run.
+        self.trusted: dict[str, str] = {}
         try:
             root.mkdir(parents=True, exist_ok=True)
             tag = root / "CACHEDIR.TAG"
@@ -73,6 +92,7 @@ class PackageCache:
             raise PixiPackError(f"cannot use cache directory {root}: {exc.strerror or exc}") from None
 
     def _write_atomic(self, target: Path, data: bytes) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -86,25 +106,64 @@ class PackageCache:
     def path_for(self, artifact: Artifact) -> Path:
         return self.root / artifact.cache_key
 
+    def _record_path(self, key: str) -> Path:
+        return self.root / VERIFIED_DIR / key
+
+    def remember(self, artifact: Artifact, path: Path, sha256: str) -> None:
+        """Record that ``path`` (just checked against the lockfile) has content ``sha256``."""
+        self.trusted[artifact.cache_key] = sha256
+        try:
+            record = {"sha256": sha256, "fingerprint": _fingerprint(path.stat())}
+            self._write_atomic(self._record_path(artifact.cache_key), json.dumps(record).encode())
+        except OSError:
+            pass  # a read-only cache still works; it is just hashed every time
+
+    def recall(self, artifact: Artifact, path: Path) -> str | None:
+        """The content sha256 if ``path`` is unchanged since it was checked and matches ``artifact``."""
+        try:
+            record = json.loads(self._record_path(artifact.cache_key).read_bytes())
+            sha256, fingerprint = record["sha256"], record["fingerprint"]
+            info = path.stat()
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if fingerprint != _fingerprint(info) or not isinstance(sha256, str):
+            return None
+        if artifact.sha256 and artifact.sha256.lower() != sha256:
+            return None
+        if not artifact.sha256 and artifact.md5:
+            return None  # the record proves a sha256; an md5-only lockfile entry is hashed each time
+        self.trusted[artifact.cache_key] = sha256
+        return sha256
+
     def lookup(self, artifact: Artifact, *, verify: bool = True) -> Path | None:
         """The cached file if present and its hash matches; a corrupt entry is removed.
 
-        With ``verify=False`` the caller promises to check the hash itself while it reads the file
-        (the tar writer does), which spares a full read of every cache hit.
+        An entry whose record still matches is returned unread. With ``verify=False`` the caller
+        promises to check the hash itself while it reads the file (the tar writer does), which
+        spares a full read of the other cache hits.
         """
         path = self.path_for(artifact)
+        if self.recall(artifact, path) is not None:
+            return path
         if not verify:
             return path if path.is_file() else None
         try:
-            if file_matches(artifact, path):
-                return path
+            check = ArtifactHash(artifact)
+            digest = file_digest(path, check.algorithm)
         except FileNotFoundError:
             return None
+        if not check.expected or digest == check.expected:
+            if check.algorithm == "sha256":
+                self.remember(artifact, path, digest)
+            return path
         with contextlib.suppress(OSError):
             path.unlink()
         return None
 
     def discard(self, artifact: Artifact) -> None:
+        self.trusted.pop(artifact.cache_key, None)
+        with contextlib.suppress(OSError):
+            self._record_path(artifact.cache_key).unlink()
         with contextlib.suppress(OSError):
             self.path_for(artifact).unlink()
 
@@ -117,8 +176,26 @@ class PackageCache:
         os.close(fd)
         return Path(tmp)
 
-    def commit(self, artifact: Artifact, temp: Path) -> Path:
+    def commit(self, artifact: Artifact, temp: Path, sha256: str | None = None) -> Path:
+        """Move a verified download into place; ``sha256`` (when known) is remembered with it."""
         final = self.path_for(artifact)
         os.chmod(temp, 0o644)
         os.replace(temp, final)
+        if sha256:
+            self.remember(artifact, final, sha256)
         return final
+
+    def _pack_record(self, layout_digest: str) -> Path:
+        return self.root / VERIFIED_DIR / "packs" / layout_digest
+
+    def recall_pack(self, layout_digest: str) -> tuple[str, int] | None:
+        """sha256 and size of the pack a layout gave before, if remembered."""
+        try:
+            record = json.loads(self._pack_record(layout_digest).read_bytes())
+            return str(record["sha256"]), int(record["size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def remember_pack(self, layout_digest: str, sha256: str, size: int) -> None:
+        with contextlib.suppress(OSError):
+            self._write_atomic(self._pack_record(layout_digest), json.dumps({"sha256": sha256, "size": size}).encode())

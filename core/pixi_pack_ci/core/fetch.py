@@ -226,19 +226,19 @@ class HttpFetcherPlugin:
             raise
 
 
-def _verify(artifact: Artifact, path: Path, digests: Digests | None) -> None:
+def _verify(artifact: Artifact, path: Path, digests: Digests | None) -> str:
+    """Check a fetched file against the lockfile; returns its sha256 when that is what was checked."""
     check = ArtifactHash(artifact)
-    if not check.expected:
-        return
     got = (digests.sha256 if check.algorithm == "sha256" else digests.md5) if digests is not None else ""
     if not got:  # the fetcher did not hash with the algorithm we need
         got = file_digest(path, check.algorithm)
-    if got.lower() != check.expected:
+    if check.expected and got.lower() != check.expected:
         expected = check.expected
         raise ChecksumMismatchError(
             f"checksum mismatch for {artifact.file_name} from {redact_url(artifact.url)}: "
             f"lockfile says {expected}, got {got}"
         )
+    return got.lower() if check.algorithm == "sha256" else ""
 
 
 def _verify_slot(artifact: Artifact, slot: ArchiveSlot, digests: Digests | None) -> None:
@@ -258,7 +258,7 @@ def _fetch_one(artifact: Artifact, cache: PackageCache, context: FetchContext, h
     """Fetch one artifact; returns its cache file, or None when it went straight into its slot."""
     cached = cache.lookup(artifact, verify=context.verify_cache_hits)
     if cached is not None:
-        if not context.verify_cache_hits:
+        if not context.verify_cache_hits and artifact.cache_key not in cache.trusted:
             with context._lock:
                 context.unverified[artifact.archive_path] = artifact
         context.advance(artifact.size or 0)
@@ -277,8 +277,7 @@ def _fetch_one(artifact: Artifact, cache: PackageCache, context: FetchContext, h
                 raise DownloadError(f"no plugin could fetch {artifact.file_name} from {redact_url(artifact.url)}")
             digests = result if isinstance(result, Digests) else None
             if slot is None:
-                _verify(artifact, temp, digests)
-                return cache.commit(artifact, temp)
+                return cache.commit(artifact, temp, _verify(artifact, temp, digests))
             written = context.take_slot_writer(artifact)
             if written is not None:  # the fetcher wrote into the pack itself
                 _verify_slot(artifact, slot, digests)

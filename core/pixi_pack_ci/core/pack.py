@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -22,7 +24,7 @@ from .layout import Entry, pack_entries
 from .lockfile import build_plan, load_lockfile
 from .model import Artifact, PackOptions, PackPlan, PackResult, artifact_summary
 from .progress import ProgressReporter
-from .slots import SlotSizeError, file_sha256, slot_sizes, write_skeleton
+from .slots import SlotSizeError, file_sha256, fill_slot, slot_sizes, write_skeleton
 from .tarwriter import DeterministicTarWriter, Writable, archive_size
 from .wheels import check_wheel_fits, find_python
 
@@ -129,7 +131,11 @@ class _HashingReader:
 
 
 def _write_tar(
-    entries: list[Entry], out: Writable, progress: ProgressReporter, unverified: dict[str, Artifact] | None = None
+    entries: list[Entry],
+    out: Writable,
+    progress: ProgressReporter,
+    unverified: dict[str, Artifact] | None = None,
+    cache: PackageCache | None = None,
 ) -> None:
     writer = DeterministicTarWriter(out)
     unverified = {} if unverified is None else unverified
@@ -151,6 +157,8 @@ def _write_tar(
                     if not reader.hash.matches():
                         raise CorruptCacheEntryError(artifact)
                     unverified.pop(entry.path, None)  # checked once is enough for the other packs
+                    if cache is not None and reader.hash.algorithm == "sha256":
+                        cache.remember(artifact, entry.source, reader.hash.hexdigest())
             progress.advance(size)
     writer.finish()
 
@@ -224,6 +232,67 @@ def write_pack_in_place(
     return _pack_result(plan, target, sha256, size)
 
 
+#: Changes whenever the bytes the tar writer makes for the same entries could change; part of
+#: every remembered pack's key, so an upgrade never trusts an older writer's hashes.
+TAR_LAYOUT_VERSION = "pixi-pack-ci tar 1"
+
+
+def layout_digest(plan: PackPlan, entries: list[Entry], trusted: dict[str, str]) -> str | None:
+    """A digest of everything that decides a tar pack's bytes, when every file in it is trusted."""
+    by_path = {a.archive_path: a for a in plan.artifacts}
+    parts: list[list[str]] = []
+    for entry in entries:
+        if entry.is_dir:
+            parts.append([entry.path, "dir"])
+        elif entry.data is not None:
+            parts.append([entry.path, "bytes", hashlib.sha256(entry.data).hexdigest()])
+        else:
+            artifact = by_path.get(entry.path)
+            content = trusted.get(artifact.cache_key) if artifact is not None else None
+            if content is None:
+                return None
+            parts.append([entry.path, "file", content, str(artifact.size or "")])  # type: ignore[union-attr]
+    return hashlib.sha256(json.dumps([TAR_LAYOUT_VERSION, parts]).encode()).hexdigest()
+
+
+def _copy_pack_from_cache(
+    plan: PackPlan, entries: list[Entry], sizes: dict[str, int], cache: PackageCache, layout: str
+) -> tuple[str, int]:
+    """Write a tar pack whose files are all trusted cache entries: the skeleton, then each file
+    copied into its slot in the kernel. Its sha256 comes from the pack remembered for the same
+    layout, else from reading the finished file (and is remembered for next time)."""
+    assert plan.output is not None
+    by_path = {a.archive_path: a for a in plan.artifacts}
+    remembered = cache.recall_pack(layout)
+    with atomic_output(plan.output) as out:
+        slots = write_skeleton(entries, sizes, out)
+        out.flush()
+        for entry in entries:
+            if entry.source is None:
+                continue
+            artifact = by_path[entry.path]
+            with entry.source.open("rb", buffering=0) as src:
+                copied = fill_slot(src.fileno(), slots[entry.path])
+            # Changed while we copied it (or since it was checked): it must be checked again.
+            if copied != sizes[entry.path] or cache.recall(artifact, entry.source) is None:
+                cache.discard(artifact)
+                raise CorruptCacheEntryError(artifact)
+        size = os.fstat(out.fileno()).st_size
+        if remembered is not None and remembered[1] == size:
+            log.info(
+                "%s: %d files copied from the cache; sha256 remembered from an earlier pack",
+                plan.output.name,
+                len(by_path),
+            )
+            sha256 = remembered[0]
+        else:
+            log.info("%s: %d files copied from the cache", plan.output.name, len(by_path))
+            sha256, size = file_sha256(out.fileno())
+    if remembered is None:
+        cache.remember_pack(layout, sha256, size)
+    return sha256, size
+
+
 def write_pack(
     plan: PackPlan,
     files: dict[str, Path],
@@ -231,6 +300,7 @@ def write_pack(
     quiet: bool,
     unpacker: Path | None = None,
     unverified: dict[str, Artifact] | None = None,
+    cache: PackageCache | None = None,
 ) -> PackResult:
     """Write one pack atomically: a temporary sibling first, renamed into place when complete."""
     entries = pack_entries(plan, files)
@@ -253,10 +323,10 @@ def write_pack(
                 name=plan.output.name if plan.output else "environment" + executable_suffix(plan.platform),
                 unpacker=unpacker,
                 archive_bytes=archive_size(members),
-                write_archive=lambda payload: _write_tar(entries, payload, progress, unverified),
+                write_archive=lambda payload: _write_tar(entries, payload, progress, unverified, cache),
             )
         else:
-            _write_tar(entries, sink, progress, unverified)
+            _write_tar(entries, sink, progress, unverified, cache)
         return sink
 
     with ProgressReporter(f"Writing {plan.environment}-{plan.platform}", total, enabled=not quiet) as progress:
@@ -287,6 +357,14 @@ def write_pack(
                 if old is not None:
                     shutil.rmtree(old, ignore_errors=True)
             return result(target, None, total)
+        layout = layout_digest(plan, entries, cache.trusted) if cache is not None and plan.kind == "tar" else None
+        if layout is not None and cache is not None and hasattr(os, "pwrite") and hasattr(os, "preadv"):
+            try:
+                sha256, size = _copy_pack_from_cache(plan, entries, sizes, cache, layout)
+            except OSError as exc:
+                raise ArchiveError(f"could not write pack {target}: {exc}") from None
+            progress.advance(total)
+            return result(target, sha256, size)
         executable = plan.kind == "executable" and not plan.platform.startswith("win")
         try:
             with atomic_output(target, 0o755 if executable else 0o644) as out:
@@ -337,6 +415,7 @@ def run_pack(options: PackOptions, hook: Any) -> tuple[list[PackPlan], list[Pack
                             quiet=options.quiet,
                             unpacker=unpackers.get(plan.platform),
                             unverified=context.unverified,
+                            cache=cache,
                         )
                         for plan in plans
                     ]
