@@ -22,7 +22,20 @@ class PackConfig:
     """The keys of a pixi/rattler config file that change how we pack; others are ignored, as pixi-pack does."""
 
     mirrors: dict[str, list[str]] = field(default_factory=dict)
-    concurrency: int = DEFAULT_CONCURRENCY
+    #: ``[concurrency] downloads`` when the config file sets it, else None.
+    downloads: int | None = None
+
+    @property
+    def concurrency(self) -> int:
+        """Parallel downloads: the config's number, else 2 per CPU (4 to 50).
+
+        pixi's default of 50 suits async Rust; Python threads past a few per core spend more on
+        the GIL than they overlap. bench/run.py, 1 GiB in 300 files from nginx on 2 CPUs: 4
+        threads 2.8 s, 8 3.6 s, 16 3.6 s, 50 4.3 s (user + system time grows the same way).
+        A config that names a number gets exactly that (a far server may want more)."""
+        if self.downloads is not None:
+            return self.downloads
+        return max(4, min(DEFAULT_CONCURRENCY, 2 * (os.cpu_count() or 1)))
 
 
 def _with_slash(url: str) -> str:
@@ -58,7 +71,7 @@ def load_config(path: Path | None) -> PackConfig:
                 raise ConfigError(f"config file {path}: {url!r} in [mirrors] is not an http(s) or file URL")
         mirrors[_with_slash(source)] = [_with_slash(t) for t in targets]
 
-    concurrency = DEFAULT_CONCURRENCY
+    concurrency: int | None = None
     raw_concurrency: Any = data.get("concurrency", {})
     if not isinstance(raw_concurrency, dict):
         raise ConfigError(f"config file {path}: [concurrency] must be a table")
@@ -67,7 +80,7 @@ def load_config(path: Path | None) -> PackConfig:
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
             raise ConfigError(f"config file {path}: [concurrency] downloads must be a whole number from 1 to 1000")
         concurrency = value
-    return PackConfig(mirrors=mirrors, concurrency=concurrency)
+    return PackConfig(mirrors=mirrors, downloads=concurrency)
 
 
 @dataclass(frozen=True)
