@@ -286,6 +286,7 @@ def _fetch_one(artifact: Artifact, cache: PackageCache, context: FetchContext, h
                 _verify(artifact, temp, digests)
                 with temp.open("rb") as fh:
                     copy_into_slot(fh, slot, artifact)
+            slot.filled.set()
             return None
         except (TransientFetchError, ChecksumMismatchError) as exc:
             last = exc
@@ -331,8 +332,12 @@ def fetch_artifacts(
     if not todo:
         return results
     workers = max(1, min(context.config.concurrency, len(todo)))
-    # Biggest first: the long downloads start early and the tail of the run stays short.
-    todo.sort(key=lambda a: -(a.size or 0))
+    if context.slots:
+        # In archive order: the pack's hash follows the downloads from the first byte on.
+        todo.sort(key=lambda a: context.slots[a.cache_key].offset if a.cache_key in context.slots else -1)
+    else:
+        # Biggest first: the long downloads start early and the tail of the run stays short.
+        todo.sort(key=lambda a: -(a.size or 0))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
         futures = {pool.submit(_fetch_one, a, cache, context, hook): a for a in todo}
         done, pending = wait(futures, return_when=FIRST_EXCEPTION)

@@ -24,7 +24,7 @@ from .layout import Entry, pack_entries
 from .lockfile import build_plan, load_lockfile
 from .model import Artifact, PackOptions, PackPlan, PackResult, artifact_summary
 from .progress import ProgressReporter
-from .slots import SlotSizeError, file_sha256, fill_slot, slot_sizes, write_skeleton
+from .slots import FrontierHasher, SlotSizeError, file_sha256, fill_slot, slot_digest, slot_sizes, write_skeleton
 from .tarwriter import DeterministicTarWriter, Writable, archive_size
 from .wheels import check_wheel_fits, find_python
 
@@ -130,12 +130,24 @@ class _HashingReader:
         return int(n or 0)
 
 
+def _open_cached(path: Path, artifact: Artifact | None) -> BinaryIO:
+    """Open a fetched file; if it vanished (another run sharing the cache dropped it as corrupt
+    after we fetched it), say which artifact to fetch again."""
+    try:
+        return path.open("rb", buffering=0)
+    except FileNotFoundError:
+        if artifact is None:
+            raise
+        raise CorruptCacheEntryError(artifact) from None
+
+
 def _write_tar(
     entries: list[Entry],
     out: Writable,
     progress: ProgressReporter,
     unverified: dict[str, Artifact] | None = None,
     cache: PackageCache | None = None,
+    owners: dict[str, Artifact] | None = None,
 ) -> None:
     writer = DeterministicTarWriter(out)
     unverified = {} if unverified is None else unverified
@@ -147,7 +159,7 @@ def _write_tar(
         else:
             assert entry.source is not None
             artifact = unverified.get(entry.path)
-            with entry.source.open("rb", buffering=0) as fh:
+            with _open_cached(entry.source, owners.get(entry.path) if owners else None) as fh:
                 size = os.fstat(fh.fileno()).st_size
                 if artifact is None:
                     writer.add_file(entry.path, fh, size)
@@ -221,10 +233,15 @@ def write_pack_in_place(
             out.flush()
             context.slots = {a.cache_key: slots[a.archive_path] for a in plan.artifacts}
             total = sum(sizes.values())
-            with ProgressReporter(f"Fetching {len(plan.artifacts)} packages", total, enabled=not quiet) as progress:
-                context.progress = progress
-                fetch_artifacts(plan.artifacts, cache, context, hook)
-            sha256, size = file_sha256(out.fileno())
+            hasher = FrontierHasher(out.fileno(), list(slots.values()), os.fstat(out.fileno()).st_size)
+            try:
+                with ProgressReporter(f"Fetching {len(plan.artifacts)} packages", total, enabled=not quiet) as progress:
+                    context.progress = progress
+                    fetch_artifacts(plan.artifacts, cache, context, hook)
+            except BaseException:
+                hasher.cancel()
+                raise
+            sha256, size = hasher.result()
     except OSError as exc:
         raise ArchiveError(f"could not write pack {target}: {exc}") from None
     finally:
@@ -264,6 +281,7 @@ def _copy_pack_from_cache(
     assert plan.output is not None
     by_path = {a.archive_path: a for a in plan.artifacts}
     remembered = cache.recall_pack(layout)
+    all_trusted = True  # until a file turns out changed while it was copied
     with atomic_output(plan.output) as out:
         slots = write_skeleton(entries, sizes, out)
         out.flush()
@@ -271,12 +289,16 @@ def _copy_pack_from_cache(
             if entry.source is None:
                 continue
             artifact = by_path[entry.path]
-            with entry.source.open("rb", buffering=0) as src:
+            with _open_cached(entry.source, artifact) as src:
                 copied = fill_slot(src.fileno(), slots[entry.path])
-            # Changed while we copied it (or since it was checked): it must be checked again.
-            if copied != sizes[entry.path] or cache.recall(artifact, entry.source) is None:
-                cache.discard(artifact)
+            if copied != sizes[entry.path]:
                 raise CorruptCacheEntryError(artifact)
+            if cache.recall(artifact, entry.source) is None:
+                # Changed or replaced while we copied it (another run sharing the cache may have
+                # committed its own download): check the bytes that did land in the pack.
+                remembered, all_trusted = None, False
+                if artifact.sha256 and slot_digest(slots[entry.path], "sha256") != artifact.sha256.lower():
+                    raise CorruptCacheEntryError(artifact)
         size = os.fstat(out.fileno()).st_size
         if remembered is not None and remembered[1] == size:
             log.info(
@@ -288,7 +310,7 @@ def _copy_pack_from_cache(
         else:
             log.info("%s: %d files copied from the cache", plan.output.name, len(by_path))
             sha256, size = file_sha256(out.fileno())
-    if remembered is None:
+    if all_trusted and remembered is None:
         cache.remember_pack(layout, sha256, size)
     return sha256, size
 
@@ -304,7 +326,12 @@ def write_pack(
 ) -> PackResult:
     """Write one pack atomically: a temporary sibling first, renamed into place when complete."""
     entries = pack_entries(plan, files)
-    sizes = {e.path: e.source.stat().st_size for e in entries if e.source is not None}
+    owners = {a.archive_path: a for a in plan.artifacts}
+    sizes: dict[str, int] = {}
+    for e in entries:
+        if e.source is not None:
+            with _open_cached(e.source, owners.get(e.path)) as fh:
+                sizes[e.path] = os.fstat(fh.fileno()).st_size
     total = sum(sizes.values())
 
     def result(path: Path | None, sha256: str | None, size: int) -> PackResult:
@@ -323,10 +350,10 @@ def write_pack(
                 name=plan.output.name if plan.output else "environment" + executable_suffix(plan.platform),
                 unpacker=unpacker,
                 archive_bytes=archive_size(members),
-                write_archive=lambda payload: _write_tar(entries, payload, progress, unverified, cache),
+                write_archive=lambda payload: _write_tar(entries, payload, progress, unverified, cache, owners),
             )
         else:
-            _write_tar(entries, sink, progress, unverified, cache)
+            _write_tar(entries, sink, progress, unverified, cache, owners)
         return sink
 
     with ProgressReporter(f"Writing {plan.environment}-{plan.platform}", total, enabled=not quiet) as progress:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from .layout import Entry
@@ -37,6 +38,8 @@ class ArchiveSlot:
     fd: int
     offset: int
     size: int
+    #: Set once the bytes in the slot are complete and verified.
+    filled: threading.Event = field(default_factory=threading.Event)
 
 
 class SlotWriter:
@@ -167,3 +170,55 @@ def fill_slot(source_fd: int, slot: ArchiveSlot) -> int:
             written += os.pwrite(slot.fd, view[written:n], slot.offset + done + written)
         done += n
     return done
+
+
+class FrontierHasher:
+    """Hashes a pack written in place from its first byte while later slots are still downloading.
+
+    sha256 is sequential, so the thread waits for each slot in archive order to be filled and
+    hashes up to its end; only what follows the last slot to arrive is left for the end of the
+    run, instead of the whole file."""
+
+    def __init__(self, fd: int, slots: list[ArchiveSlot], end: int) -> None:
+        self.fd, self.end = fd, end
+        self.slots = sorted(slots, key=lambda s: s.offset)
+        self.sha256 = hashlib.sha256()
+        self.position = 0
+        self.cancelled = False
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="pack-hash", daemon=True)
+        self.thread.start()
+
+    def _hash_to(self, stop: int) -> None:
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        while self.position < stop:
+            n = os.preadv(self.fd, [view[: min(CHUNK, stop - self.position)]], self.position)
+            if not n:
+                raise OSError(f"pack ends at {self.position}, expected {stop} bytes")
+            self.sha256.update(view[:n])
+            self.position += n
+
+    def _run(self) -> None:
+        try:
+            for slot in self.slots:
+                slot.filled.wait()
+                if self.cancelled:
+                    return
+                self._hash_to(slot.offset + slot.size)
+            self._hash_to(self.end)
+        except BaseException as exc:  # reported by result()
+            self.error = exc
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        for slot in self.slots:
+            slot.filled.set()
+        self.thread.join()
+
+    def result(self) -> tuple[str, int]:
+        """sha256 and size of the whole pack, once every slot is filled."""
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.sha256.hexdigest(), self.position
