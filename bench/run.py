@@ -9,6 +9,7 @@ machine they ran on, printed as ratios against references measured in the same r
 
 * pack, cold cache   vs  curl -Z --parallel-max 50 of the same files + one `tar cf` (the physical limit)
                      vs  a minimal Python fetcher (httpx, 8 threads, streamed + sha256, one tar write)
+  (and the same cold pack into an empty --use-cache folder, vs curl + tar)
 * pack, warm cache   vs  `tar cf` of the cached files
 * unpack             vs  `tar xf` + rattler.install from the extracted channel
 * peak RSS of pack and unpack for 0.2, 1 and 2 GiB environments
@@ -320,8 +321,15 @@ def measure_environment(env: Environment, url: str, scratch: Path, repeat: int, 
         lambda: drop(downloads, ref_tar),
         lambda: run_measured([sys.executable, "-c", MINIMAL_FETCHER, str(jobs_file), str(downloads), str(ref_tar)]),
     )
-    drop(cache)
-    run_measured([*CLI, "pack", manifest, "-p", "linux-64", "-o", str(out), "--use-cache", str(cache), "-q"])
+    # A cold pack into an empty --use-cache folder (what the CI action does on a cache miss):
+    # every byte is written twice, to the cache and to the pack, as curl + tar write it twice.
+    results["pack cold, cache"] = median_of(
+        repeat,
+        lambda: drop(out, cache),
+        lambda: run_measured(
+            [*CLI, "pack", manifest, "-p", "linux-64", "-o", str(out), "--use-cache", str(cache), "-q"]
+        ),
+    )
     results["pack warm"] = median_of(
         repeat,
         lambda: drop(out),
@@ -340,8 +348,10 @@ def measure_environment(env: Environment, url: str, scratch: Path, repeat: int, 
         b = run_measured([sys.executable, "-c", REFERENCE_INSTALL, str(extracted / "channel"), str(prefix)])
         return Run(a.seconds + b.seconds, max(a.peak_rss, b.peak_rss))
 
-    results["tar x + rattler.install"] = median_of(repeat, lambda: drop(extracted, prefix), tar_and_install)
-    drop(cache, downloads, ref_tar, extracted, prefix)
+    # Its package cache goes too: our unpack starts from an empty one every time, so must the reference.
+    ref_cache = prefix.parent / "ref-cache"
+    results["tar x + rattler.install"] = median_of(repeat, lambda: drop(extracted, prefix, ref_cache), tar_and_install)
+    drop(cache, downloads, ref_tar, extracted, prefix, ref_cache)
     return results
 
 
@@ -366,6 +376,7 @@ def report(
     rows = [
         ("pack, cold cache", r["pack cold"], "curl -Z + tar cf (physical limit)", r["curl + tar"], 2.0),
         ("pack, cold cache", r["pack cold"], "minimal Python fetcher + tar", r["python fetcher"], 1.15),
+        ("pack, cold, into --use-cache", r["pack cold, cache"], "curl -Z + tar cf", r["curl + tar"], 2.0),
         ("pack, warm cache", r["pack warm"], "tar cf of the cached files", r["tar cf cache"], 1.1),
         ("unpack", r["unpack"], "tar xf + rattler.install", r["tar x + rattler.install"], 1.2),
     ]
@@ -408,7 +419,28 @@ def report(
             f"({res['pack cold'].peak_rss / MiB:.0f} MiB peak) and unpacks in {res['unpack'].seconds:.2f} s "
             f"({res['unpack'].peak_rss / MiB:.0f} MiB peak).",
         ]
-    lines += ["", f"![time and memory against environment size]({plot.name})", ""]
+    lines += [
+        "",
+        "What the numbers led to (each change is a commit that cites them):",
+        "",
+        "* **Packs written in place.** Without `--use-cache`, one tar to a file whose sizes the lockfile gives is "
+        "laid out first (headers, metadata, holes); each download is written straight into its hole, "
+        "and a thread hashes the pack behind the downloads, which run in archive order. "
+        "Every byte is written once instead of twice.",
+        "* **2 download threads per CPU** (4 to 50) unless `[concurrency] downloads` says otherwise: more Python "
+        "threads spent more time on the GIL than they overlapped (4 threads 2.8 s, 50 threads 4.3 s here).",
+        "* **One hash per download**, with the algorithm the lockfile can check (md5 only without a sha256).",
+        "* **A cache that remembers what it verified**: a record per entry ties its sha256 to the file's device, "
+        "inode, size, mtime and ctime, and a pack made only of such entries is copied with `copy_file_range` "
+        "and its sha256 taken from the record of the same layout. A restored or changed cache is hashed again.",
+        "* **Unpack copies members in parallel** from a pack file, each read at its offset and hashed on the "
+        "way (`rattler.install` does not check `file://` packages, so the hash stays ours).",
+        "* **Start-up**: httpx and rich are imported only when used (import of the CLI 154 ms to 80 ms).",
+        "* **Memory**: downloads stream what the socket gives instead of 1 MiB chunks per thread.",
+        "",
+        f"![time and memory against environment size]({plot.name})",
+        "",
+    ]
     return "\n".join(lines)
 
 
