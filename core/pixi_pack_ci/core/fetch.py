@@ -13,9 +13,10 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -226,32 +227,19 @@ class HttpFetcherPlugin:
             raise
 
 
-def _verify(artifact: Artifact, path: Path, digests: Digests | None) -> str:
-    """Check a fetched file against the lockfile; returns its sha256 when that is what was checked."""
+def _verify(artifact: Artifact, digests: Digests | None, read_digest: Callable[[str], str]) -> str:
+    """Check fetched bytes against the lockfile, with the fetcher's digest or, when it did not hash
+    with the algorithm needed, ``read_digest(algorithm)``; returns the sha256 when that was checked."""
     check = ArtifactHash(artifact)
     got = (digests.sha256 if check.algorithm == "sha256" else digests.md5) if digests is not None else ""
-    if not got:  # the fetcher did not hash with the algorithm we need
-        got = file_digest(path, check.algorithm)
+    if not got:
+        got = read_digest(check.algorithm)
     if check.expected and got.lower() != check.expected:
-        expected = check.expected
         raise ChecksumMismatchError(
             f"checksum mismatch for {artifact.file_name} from {redact_url(artifact.url)}: "
-            f"lockfile says {expected}, got {got}"
+            f"lockfile says {check.expected}, got {got}"
         )
     return got.lower() if check.algorithm == "sha256" else ""
-
-
-def _verify_slot(artifact: Artifact, slot: ArchiveSlot, digests: Digests | None) -> None:
-    check = ArtifactHash(artifact)
-    got = (digests.sha256 if check.algorithm == "sha256" else digests.md5) if digests is not None else ""
-    if check.expected and got.lower() != check.expected:
-        if not got:
-            got = slot_digest(slot, check.algorithm)
-        if got.lower() != check.expected:
-            raise ChecksumMismatchError(
-                f"checksum mismatch for {artifact.file_name} from {redact_url(artifact.url)}: "
-                f"lockfile says {check.expected}, got {got}"
-            )
 
 
 def _fetch_one(artifact: Artifact, cache: PackageCache, context: FetchContext, hook: Any) -> Path | None:
@@ -277,13 +265,13 @@ def _fetch_one(artifact: Artifact, cache: PackageCache, context: FetchContext, h
                 raise DownloadError(f"no plugin could fetch {artifact.file_name} from {redact_url(artifact.url)}")
             digests = result if isinstance(result, Digests) else None
             if slot is None:
-                return cache.commit(artifact, temp, _verify(artifact, temp, digests))
+                return cache.commit(artifact, temp, _verify(artifact, digests, partial(file_digest, temp)))
             written = context.take_slot_writer(artifact)
             if written is not None:  # the fetcher wrote into the pack itself
-                _verify_slot(artifact, slot, digests)
+                _verify(artifact, digests, partial(slot_digest, slot))
                 written.check_complete()
             else:  # it wrote to ``destination``, as a plugin may: check there, then copy in
-                _verify(artifact, temp, digests)
+                _verify(artifact, digests, partial(file_digest, temp))
                 with temp.open("rb") as fh:
                     copy_into_slot(fh, slot, artifact)
             slot.filled.set()

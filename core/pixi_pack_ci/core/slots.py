@@ -18,7 +18,7 @@ import hashlib
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .layout import Entry
 from .model import Artifact
@@ -108,39 +108,40 @@ def write_skeleton(entries: list[Entry], sizes: dict[str, int], out: BinaryIO) -
 
 def copy_into_slot(source: BinaryIO, slot: ArchiveSlot, artifact: Artifact) -> None:
     """Copy a file a plugin fetched to a path into its slot (its hash was checked already)."""
+    size = os.fstat(source.fileno()).st_size
+    if size != slot.size or fill_slot(source.fileno(), slot) != slot.size:
+        raise SlotSizeError(f"{artifact.file_name} has {size} bytes, its lockfile says {slot.size}")
+
+
+def hash_range(fd: int, digest: Any, start: int, stop: int | None = None) -> int:
+    """Feed bytes ``start`` to ``stop`` (or to the end) of an open file into ``digest`` with positioned
+    reads (the file offset is left alone); returns where it stopped."""
     buf = bytearray(CHUNK)
     view = memoryview(buf)
-    with SlotWriter(slot, artifact) as writer:
-        while n := source.readinto(view):  # type: ignore[attr-defined]
-            writer.write(view[:n])
-        writer.check_complete()
+    position = start
+    while stop is None or position < stop:
+        want = CHUNK if stop is None else min(CHUNK, stop - position)
+        n = os.preadv(fd, [view[:want]], position)
+        if not n:
+            if stop is not None:
+                raise OSError(f"file ends at {position}, expected {stop} bytes")
+            break
+        digest.update(view[:n])
+        position += n
+    return position
 
 
 def file_sha256(fd: int) -> tuple[str, int]:
-    """sha256 and size of the whole open file, read with positioned reads (the file offset is left alone)."""
+    """sha256 and size of the whole open file."""
     sha = hashlib.sha256()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    offset = 0
-    while n := os.preadv(fd, [view], offset):
-        sha.update(view[:n])
-        offset += n
-    return sha.hexdigest(), offset
+    size = hash_range(fd, sha, 0)
+    return sha.hexdigest(), size
 
 
 def slot_digest(slot: ArchiveSlot, algorithm: str) -> str:
     """The hex digest of what a slot holds now (for fetchers that did not hash as they wrote)."""
     digest = hashlib.new(algorithm, usedforsecurity=algorithm != "md5")
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    offset, remaining = slot.offset, slot.size
-    while remaining:
-        n = os.preadv(slot.fd, [view[: min(CHUNK, remaining)]], offset)
-        if not n:
-            break
-        digest.update(view[:n])
-        offset += n
-        remaining -= n
+    hash_range(slot.fd, digest, slot.offset, slot.offset + slot.size)
     return digest.hexdigest()
 
 
@@ -190,14 +191,7 @@ class FrontierHasher:
         self.thread.start()
 
     def _hash_to(self, stop: int) -> None:
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        while self.position < stop:
-            n = os.preadv(self.fd, [view[: min(CHUNK, stop - self.position)]], self.position)
-            if not n:
-                raise OSError(f"pack ends at {self.position}, expected {stop} bytes")
-            self.sha256.update(view[:n])
-            self.position += n
+        self.position = hash_range(self.fd, self.sha256, self.position, stop)
 
     def _run(self) -> None:
         try:
