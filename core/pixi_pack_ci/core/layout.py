@@ -7,6 +7,7 @@ always give the same archive.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import rattler
 
 from .errors import ArchiveError
 from .model import CondaArtifact, PackPlan
+from .tarwriter import DeterministicTarWriter
 
 FORMAT_VERSION = "1"
 #: The pixi-pack release whose archive format we write. pixi-unpack only warns when this differs
@@ -67,6 +69,19 @@ class Entry:
     def sort_key(self) -> tuple[bytes, ...]:
         # Depth-first with siblings sorted by name bytes, as walkdir's sort_by_file_name.
         return tuple(part.encode("utf-8") for part in self.path.split("/"))
+
+
+def write_entries(writer: DeterministicTarWriter, entries: list[Entry], add_file: Callable[[Entry], None]) -> None:
+    """Folders and inline files go straight to ``writer``; ``add_file`` writes each file entry
+    (copied, hashed on the way, or left as a hole to fill). Ends the archive."""
+    for entry in entries:
+        if entry.is_dir:
+            writer.add_directory(entry.path)
+        elif entry.data is not None:
+            writer.add_bytes(entry.path, entry.data)
+        else:
+            add_file(entry)
+    writer.finish()
 
 
 def pack_entries(plan: PackPlan, files: dict[str, Path]) -> list[Entry]:

@@ -20,7 +20,7 @@ from .config import load_auth, load_config
 from .errors import ArchiveError, PixiPackError, UsageError
 from .executable import HashingSink, executable_suffix, resolve_unpacker, write_executable
 from .fetch import FetchContext, fetch_artifacts
-from .layout import Entry, pack_entries
+from .layout import Entry, pack_entries, write_entries
 from .lockfile import build_plan, load_lockfile
 from .model import Artifact, PackOptions, PackPlan, PackResult, artifact_summary
 from .progress import ProgressReporter
@@ -151,28 +151,25 @@ def _write_tar(
 ) -> None:
     writer = DeterministicTarWriter(out)
     unverified = {} if unverified is None else unverified
-    for entry in entries:
-        if entry.is_dir:
-            writer.add_directory(entry.path)
-        elif entry.data is not None:
-            writer.add_bytes(entry.path, entry.data)
-        else:
-            assert entry.source is not None
-            artifact = unverified.get(entry.path)
-            with _open_cached(entry.source, owners.get(entry.path) if owners else None) as fh:
-                size = os.fstat(fh.fileno()).st_size
-                if artifact is None:
-                    writer.add_file(entry.path, fh, size)
-                else:
-                    reader = _HashingReader(fh, artifact)
-                    writer.add_file(entry.path, reader, size)  # type: ignore[arg-type]
-                    if not reader.hash.matches():
-                        raise CorruptCacheEntryError(artifact)
-                    unverified.pop(entry.path, None)  # checked once is enough for the other packs
-                    if cache is not None and reader.hash.algorithm == "sha256":
-                        cache.remember(artifact, entry.source, reader.hash.hexdigest())
-            progress.advance(size)
-    writer.finish()
+
+    def copy(entry: Entry) -> None:
+        assert entry.source is not None
+        artifact = unverified.get(entry.path)
+        with _open_cached(entry.source, owners.get(entry.path) if owners else None) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if artifact is None:
+                writer.add_file(entry.path, fh, size)
+            else:
+                reader = _HashingReader(fh, artifact)
+                writer.add_file(entry.path, reader, size)  # type: ignore[arg-type]
+                if not reader.hash.matches():
+                    raise CorruptCacheEntryError(artifact)
+                unverified.pop(entry.path, None)  # checked once is enough for the other packs
+                if cache is not None and reader.hash.algorithm == "sha256":
+                    cache.remember(artifact, entry.source, reader.hash.hexdigest())
+        progress.advance(size)
+
+    write_entries(writer, entries, copy)
 
 
 def _write_directory(entries: list[Entry], target: Path) -> None:

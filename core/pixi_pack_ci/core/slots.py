@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from .layout import Entry
+from .layout import Entry, write_entries
 from .model import Artifact
 from .tarwriter import DeterministicTarWriter
 
@@ -94,14 +94,11 @@ def write_skeleton(entries: list[Entry], sizes: dict[str, int], out: BinaryIO) -
     """Write every header, inline file and padding; leave a hole per package. Returns its slots."""
     writer = DeterministicTarWriter(out)
     offsets: dict[str, int] = {}
-    for entry in entries:
-        if entry.is_dir:
-            writer.add_directory(entry.path)
-        elif entry.data is not None:
-            writer.add_bytes(entry.path, entry.data)
-        else:
-            offsets[entry.path] = writer.add_hole(entry.path, sizes[entry.path])
-    writer.finish()
+
+    def hole(entry: Entry) -> None:
+        offsets[entry.path] = writer.add_hole(entry.path, sizes[entry.path])
+
+    write_entries(writer, entries, hole)
     fd = out.fileno()
     return {path: ArchiveSlot(fd, offset, sizes[path]) for path, offset in offsets.items()}
 
