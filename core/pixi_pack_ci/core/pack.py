@@ -24,7 +24,16 @@ from .layout import Entry, pack_entries, write_entries
 from .lockfile import build_plan, load_lockfile
 from .model import Artifact, PackOptions, PackPlan, PackResult, artifact_summary
 from .progress import ProgressReporter
-from .slots import FrontierHasher, SlotSizeError, file_sha256, fill_slot, slot_digest, slot_sizes, write_skeleton
+from .slots import (
+    POSITIONED_IO,
+    FrontierHasher,
+    SlotSizeError,
+    file_sha256,
+    fill_slot,
+    slot_digest,
+    slot_sizes,
+    write_skeleton,
+)
 from .tarwriter import DeterministicTarWriter, Writable, archive_size
 from .wheels import check_wheel_fits, find_python
 
@@ -203,7 +212,7 @@ def _in_place_sizes(options: PackOptions, plans: list[PackPlan]) -> dict[str, in
     That needs one plain tar going to a file, every size known from the lockfile, positioned I/O,
     and no download cache: with a cache the bytes must land there anyway, and the tar is then
     copied from it."""
-    if len(plans) != 1 or options.cache_dir is not None or not (hasattr(os, "pwrite") and hasattr(os, "preadv")):
+    if len(plans) != 1 or options.cache_dir is not None or not POSITIONED_IO:
         return None
     plan = plans[0]
     if plan.kind != "tar" or plan.output is None:
@@ -251,9 +260,9 @@ def write_pack_in_place(
 TAR_LAYOUT_VERSION = "pixi-pack-ci tar 1"
 
 
-def layout_digest(plan: PackPlan, entries: list[Entry], trusted: dict[str, str]) -> str | None:
-    """A digest of everything that decides a tar pack's bytes, when every file in it is trusted."""
-    by_path = {a.archive_path: a for a in plan.artifacts}
+def layout_digest(entries: list[Entry], owners: dict[str, Artifact], trusted: dict[str, str]) -> str | None:
+    """A digest of everything that decides a tar pack's bytes, when every file in it is trusted.
+    ``owners`` maps archive paths to their artifacts; ``trusted`` cache keys to content sha256."""
     parts: list[list[str]] = []
     for entry in entries:
         if entry.is_dir:
@@ -261,7 +270,7 @@ def layout_digest(plan: PackPlan, entries: list[Entry], trusted: dict[str, str])
         elif entry.data is not None:
             parts.append([entry.path, "bytes", hashlib.sha256(entry.data).hexdigest()])
         else:
-            artifact = by_path.get(entry.path)
+            artifact = owners.get(entry.path)
             content = trusted.get(artifact.cache_key) if artifact is not None else None
             if content is None:
                 return None
@@ -270,13 +279,17 @@ def layout_digest(plan: PackPlan, entries: list[Entry], trusted: dict[str, str])
 
 
 def _copy_pack_from_cache(
-    plan: PackPlan, entries: list[Entry], sizes: dict[str, int], cache: PackageCache, layout: str
+    plan: PackPlan,
+    entries: list[Entry],
+    sizes: dict[str, int],
+    owners: dict[str, Artifact],
+    cache: PackageCache,
+    layout: str,
 ) -> tuple[str, int]:
     """Write a tar pack whose files are all trusted cache entries: the skeleton, then each file
     copied into its slot in the kernel. Its sha256 comes from the pack remembered for the same
     layout, else from reading the finished file (and is remembered for next time)."""
     assert plan.output is not None
-    by_path = {a.archive_path: a for a in plan.artifacts}
     remembered = cache.recall_pack(layout)
     all_trusted = True  # until a file turns out changed while it was copied
     with atomic_output(plan.output) as out:
@@ -285,7 +298,7 @@ def _copy_pack_from_cache(
         for entry in entries:
             if entry.source is None:
                 continue
-            artifact = by_path[entry.path]
+            artifact = owners[entry.path]
             with _open_cached(entry.source, artifact) as src:
                 copied = fill_slot(src.fileno(), slots[entry.path])
             if copied != sizes[entry.path]:
@@ -301,11 +314,11 @@ def _copy_pack_from_cache(
             log.info(
                 "%s: %d files copied from the cache; sha256 remembered from an earlier pack",
                 plan.output.name,
-                len(by_path),
+                len(owners),
             )
             sha256 = remembered[0]
         else:
-            log.info("%s: %d files copied from the cache", plan.output.name, len(by_path))
+            log.info("%s: %d files copied from the cache", plan.output.name, len(owners))
             sha256, size = file_sha256(out.fileno())
     if all_trusted and remembered is None:
         cache.remember_pack(layout, sha256, size)
@@ -331,9 +344,6 @@ def write_pack(
                 sizes[e.path] = os.fstat(fh.fileno()).st_size
     total = sum(sizes.values())
 
-    def result(path: Path | None, sha256: str | None, size: int) -> PackResult:
-        return _pack_result(plan, path, sha256, size)
-
     def write_stream(out: Writable, progress: ProgressReporter) -> HashingSink:
         sink = HashingSink(out)
         if plan.kind == "executable":
@@ -356,7 +366,7 @@ def write_pack(
     with ProgressReporter(f"Writing {plan.environment}-{plan.platform}", total, enabled=not quiet) as progress:
         if plan.output is None:
             sink = write_stream(sys.stdout.buffer, progress)
-            return result(None, sink.sha256.hexdigest(), sink.size)
+            return _pack_result(plan, None, sink.sha256.hexdigest(), sink.size)
         target = plan.output
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -380,22 +390,22 @@ def write_pack(
                 shutil.rmtree(tmp_dir, ignore_errors=True)
                 if old is not None:
                     shutil.rmtree(old, ignore_errors=True)
-            return result(target, None, total)
-        layout = layout_digest(plan, entries, cache.trusted) if cache is not None and plan.kind == "tar" else None
-        if layout is not None and cache is not None and hasattr(os, "pwrite") and hasattr(os, "preadv"):
+            return _pack_result(plan, target, None, total)
+        layout = layout_digest(entries, owners, cache.trusted) if cache is not None and plan.kind == "tar" else None
+        if layout is not None and cache is not None and POSITIONED_IO:
             try:
-                sha256, size = _copy_pack_from_cache(plan, entries, sizes, cache, layout)
+                sha256, size = _copy_pack_from_cache(plan, entries, sizes, owners, cache, layout)
             except OSError as exc:
                 raise ArchiveError(f"could not write pack {target}: {exc}") from None
             progress.advance(total)
-            return result(target, sha256, size)
+            return _pack_result(plan, target, sha256, size)
         executable = plan.kind == "executable" and not plan.platform.startswith("win")
         try:
             with atomic_output(target, 0o755 if executable else 0o644) as out:
                 sink = write_stream(out, progress)
         except OSError as exc:
             raise ArchiveError(f"could not write pack {target}: {exc}") from None
-        return result(target, sink.sha256.hexdigest(), sink.size)
+        return _pack_result(plan, target, sink.sha256.hexdigest(), sink.size)
 
 
 def run_pack(options: PackOptions, hook: Any) -> tuple[list[PackPlan], list[PackResult]]:

@@ -20,11 +20,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from .cache import CHUNK
 from .layout import Entry, write_entries
 from .model import Artifact
 from .tarwriter import DeterministicTarWriter
 
-CHUNK = 1 << 20
+#: Positioned reads and writes (``os.pwrite``, ``os.preadv``): everything here needs them; where
+#: they are missing (Windows) packs are written the ordinary way.
+POSITIONED_IO = hasattr(os, "pwrite") and hasattr(os, "preadv")
 
 
 class SlotSizeError(Exception):
@@ -73,7 +76,6 @@ class SlotWriter:
             )
 
     def __enter__(self) -> SlotWriter:
-        self.position = 0
         return self
 
     def __exit__(self, *exc: object) -> None:
