@@ -207,14 +207,39 @@ def run_measured(cmd: list[str], **kwargs: Any) -> Run:
     return Run(elapsed, peak)
 
 
-def median_of(repeat: int, prepare: Callable[[], None], measure: Callable[[], Run]) -> Run:
-    runs = []
+@dataclass
+class Series:
+    """One measurement repeated: the median time (what the table shows) and the highest peak RSS."""
+
+    runs: list[Run]
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(r.seconds for r in self.runs)
+
+    @property
+    def peak_rss(self) -> int:
+        return max(r.peak_rss for r in self.runs)
+
+
+@dataclass
+class Step:
+    name: str
+    prepare: Callable[[], None]
+    measure: Callable[[], Run]
+
+
+def measure_rounds(steps: list[Step], repeat: int) -> dict[str, Series]:
+    """Every step once per round, ``repeat`` rounds: each measurement sits next to its reference in
+    time, so a slow minute of a shared machine slows both (the disk here varied 4x between runs)."""
+    results: dict[str, Series] = {step.name: Series([]) for step in steps}
     for _ in range(repeat):
-        prepare()
-        # Write back what earlier runs left dirty, so no run pays for its predecessor's writes.
-        os.sync()
-        runs.append(measure())
-    return Run(statistics.median(r.seconds for r in runs), max(r.peak_rss for r in runs))
+        for step in steps:
+            step.prepare()
+            # Write back what earlier runs left dirty, so no run pays for its predecessor's writes.
+            os.sync()
+            results[step.name].runs.append(step.measure())
+    return results
 
 
 def drop(*paths: Path) -> None:
@@ -275,72 +300,36 @@ def jobs_for(env: Environment, url: str) -> list[dict[str, str]]:
     return jobs
 
 
-def measure_environment(env: Environment, url: str, scratch: Path, repeat: int, full: bool) -> dict[str, Run]:
+def measure_environment(env: Environment, url: str, scratch: Path, repeat: int, full: bool) -> dict[str, Series]:
     manifest = str(env.project)
     out, cache, unpacked = scratch / "out.tar", scratch / "cache", scratch / "unpacked"
-    results: dict[str, Run] = {}
-    results["pack cold"] = median_of(
-        repeat,
-        lambda: drop(out),
-        lambda: run_measured([*CLI, "pack", manifest, "-p", "linux-64", "-o", str(out), "-q"]),
-    )
-    results["unpack"] = median_of(
-        repeat, lambda: drop(unpacked), lambda: run_measured([*CLI, "unpack", str(out), "-o", str(unpacked), "-q"])
-    )
+    pack = [*CLI, "pack", manifest, "-p", "linux-64", "-o", str(out), "-q"]
+    steps = [
+        Step("pack cold", lambda: drop(out), lambda: run_measured(pack)),
+        Step(
+            "unpack",
+            lambda: drop(unpacked),
+            lambda: run_measured([*CLI, "unpack", str(out), "-o", str(unpacked), "-q"]),
+        ),
+    ]
     if not full:
-        return results
+        return measure_rounds(steps, repeat)
     jobs = jobs_for(env, url)
     listing = scratch / "urls.txt"
     listing.write_text("".join(f'url = "{j["url"]}"\n' for j in jobs))
     jobs_file = scratch / "jobs.json"
     jobs_file.write_text(json.dumps(jobs))
     downloads, ref_tar = scratch / "downloads", scratch / "ref.tar"
+    extracted, prefix = scratch / "extracted", scratch / "ref-prefix"
+    # Its package cache goes too: our unpack starts from an empty one every time, so must the reference.
+    ref_cache = prefix.parent / "ref-cache"
+    curl = ["curl", "-sS", "-Z", "--parallel-max", "50", "--remote-name-all", "--output-dir", str(downloads)]
 
     def curl_and_tar() -> Run:
         downloads.mkdir()
-        a = run_measured(
-            [
-                "curl",
-                "-sS",
-                "-Z",
-                "--parallel-max",
-                "50",
-                "--remote-name-all",
-                "--output-dir",
-                str(downloads),
-                "-K",
-                str(listing),
-            ]
-        )
+        a = run_measured([*curl, "-K", str(listing)])
         b = run_measured(["tar", "cf", str(ref_tar), "-C", str(downloads), "."])
         return Run(a.seconds + b.seconds, max(a.peak_rss, b.peak_rss))
-
-    results["curl + tar"] = median_of(repeat, lambda: drop(downloads, ref_tar), curl_and_tar)
-    results["python fetcher"] = median_of(
-        repeat,
-        lambda: drop(downloads, ref_tar),
-        lambda: run_measured([sys.executable, "-c", MINIMAL_FETCHER, str(jobs_file), str(downloads), str(ref_tar)]),
-    )
-    # A cold pack into an empty --use-cache folder (what the CI action does on a cache miss):
-    # every byte is written twice, to the cache and to the pack, as curl + tar write it twice.
-    results["pack cold, cache"] = median_of(
-        repeat,
-        lambda: drop(out, cache),
-        lambda: run_measured(
-            [*CLI, "pack", manifest, "-p", "linux-64", "-o", str(out), "--use-cache", str(cache), "-q"]
-        ),
-    )
-    results["pack warm"] = median_of(
-        repeat,
-        lambda: drop(out),
-        lambda: run_measured(
-            [*CLI, "pack", manifest, "-p", "linux-64", "-o", str(out), "--use-cache", str(cache), "-q"]
-        ),
-    )
-    results["tar cf cache"] = median_of(
-        repeat, lambda: drop(ref_tar), lambda: run_measured(["tar", "cf", str(ref_tar), "-C", str(cache), "."])
-    )
-    extracted, prefix = scratch / "extracted", scratch / "ref-prefix"
 
     def tar_and_install() -> Run:
         extracted.mkdir()
@@ -348,9 +337,22 @@ def measure_environment(env: Environment, url: str, scratch: Path, repeat: int, 
         b = run_measured([sys.executable, "-c", REFERENCE_INSTALL, str(extracted / "channel"), str(prefix)])
         return Run(a.seconds + b.seconds, max(a.peak_rss, b.peak_rss))
 
-    # Its package cache goes too: our unpack starts from an empty one every time, so must the reference.
-    ref_cache = prefix.parent / "ref-cache"
-    results["tar x + rattler.install"] = median_of(repeat, lambda: drop(extracted, prefix, ref_cache), tar_and_install)
+    fetcher = [sys.executable, "-c", MINIMAL_FETCHER, str(jobs_file), str(downloads), str(ref_tar)]
+    steps += [
+        Step("curl + tar", lambda: drop(downloads, ref_tar), curl_and_tar),
+        Step("python fetcher", lambda: drop(downloads, ref_tar), lambda: run_measured(fetcher)),
+        # A cold pack into an empty --use-cache folder (what the CI action does on a cache miss):
+        # every byte is written twice, to the cache and to the pack, as curl + tar write it twice.
+        Step("pack cold, cache", lambda: drop(out, cache), lambda: run_measured([*pack, "--use-cache", str(cache)])),
+        Step("pack warm", lambda: drop(out), lambda: run_measured([*pack, "--use-cache", str(cache)])),
+        Step(
+            "tar cf cache",
+            lambda: drop(ref_tar),
+            lambda: run_measured(["tar", "cf", str(ref_tar), "-C", str(cache), "."]),
+        ),
+        Step("tar x + rattler.install", lambda: drop(extracted, prefix, ref_cache), tar_and_install),
+    ]
+    results = measure_rounds(steps, repeat)
     drop(cache, downloads, ref_tar, extracted, prefix, ref_cache)
     return results
 
@@ -361,15 +363,16 @@ def measure_environment(env: Environment, url: str, scratch: Path, repeat: int, 
 TIMES = "\u00d7"  # multiplication sign
 
 
-def ratio(a: Run, b: Run) -> str:
-    return f"{a.seconds / b.seconds:.2f}{TIMES}"
+def paired_ratios(ours: Series, ref: Series) -> list[float]:
+    """Round by round: each of our runs over the reference run next to it."""
+    return [a.seconds / b.seconds for a, b in zip(ours.runs, ref.runs, strict=True)]
 
 
 def report(
     main: Environment,
-    results: dict[str, Run],
-    sweep: list[tuple[Environment, dict[str, Run]]],
-    many: tuple[Environment, dict[str, Run]] | None,
+    results: dict[str, Series],
+    sweep: list[tuple[Environment, dict[str, Series]]],
+    many: tuple[Environment, dict[str, Series]] | None,
     plot: Path,
 ) -> str:
     r = results
@@ -383,19 +386,23 @@ def report(
     lines = [
         "# Benchmarks",
         "",
-        f"Measured by `bash bench/run.sh` on {os.cpu_count()} CPUs: median of several runs, "
-        "each next to its reference.",
+        f"Measured by `bash bench/run.sh` on {os.cpu_count()} CPUs in {len(results['pack cold'].runs)} rounds.",
         f"Main environment: {main.packages} packages, {main.size / GiB:.2f} GiB (conda-forge-like mix), "
         "served by nginx on 127.0.0.1.",
         "",
-        "| operation | time | reference | time | ratio | goal | peak RSS |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "The ratio is the median of the rounds' ratios: in each round every measurement runs once, "
+        "so ours and its reference ran minutes apart at most; the range shows how far rounds disagreed.",
+        "",
+        "| operation | time | reference | time | ratio | rounds | goal | peak RSS |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for label, ours, ref_label, ref, goal in rows:
-        verdict = "✅" if ours.seconds / ref.seconds <= goal else "❌"
+        ratios = paired_ratios(ours, ref)
+        middle = statistics.median(ratios)
+        verdict = "✅" if middle <= goal else "❌"
         lines.append(
-            f"| {label} | {ours.seconds:.2f} s | {ref_label} | {ref.seconds:.2f} s | {ratio(ours, ref)} {verdict} "
-            f"| ≤ {goal}{TIMES} | {ours.peak_rss / MiB:.0f} MiB |"
+            f"| {label} | {ours.seconds:.2f} s | {ref_label} | {ref.seconds:.2f} s | {middle:.2f}{TIMES} {verdict} "
+            f"| {min(ratios):.2f} to {max(ratios):.2f} | ≤ {goal}{TIMES} | {ours.peak_rss / MiB:.0f} MiB |"
         )
     lines += [
         "",
@@ -444,7 +451,7 @@ def report(
     return "\n".join(lines)
 
 
-def draw(sweep: list[tuple[Environment, dict[str, Run]]], path: Path) -> None:
+def draw(sweep: list[tuple[Environment, dict[str, Series]]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -473,7 +480,7 @@ def main() -> int:
     parser.add_argument("--size-gib", type=float, default=1.0)
     parser.add_argument("--sweep-gib", type=float, nargs="*", default=[0.2, 1.0, 2.0])
     parser.add_argument("--many", type=int, default=1000, help="packages of the many-small-packages run (0: skip)")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5, help="rounds of the main environment")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "pixi-pack-ci-bench")
     parser.add_argument("--quick", action="store_true", help="100 packages, 0.2 GiB, sweep 0.1/0.2, 300 small")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")

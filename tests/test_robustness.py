@@ -126,11 +126,38 @@ def test_sigkill_of_a_pack_written_in_place_leaves_nothing(project: Project, tmp
 # --- packs written in place -----------------------------------------------------------------------
 
 
-def test_a_pack_written_in_place_equals_one_copied_from_the_cache(project: Project, tmp_path: Path) -> None:
-    direct = pack_ok(project.dir, tmp_path / "direct.tar", "-v")
-    staged = pack_ok(project.dir, tmp_path / "staged.tar", "--use-cache", tmp_path / "cache", "-v")
-    assert "in place" in direct.stderr.decode() and "in place" not in staged.stderr.decode()
-    assert (tmp_path / "direct.tar").read_bytes() == (tmp_path / "staged.tar").read_bytes()
+def test_every_way_of_writing_a_pack_gives_the_same_bytes(project: Project, tmp_path: Path) -> None:
+    """Four writers, one archive: downloads straight into the pack; downloads kept in a cache and
+    copied into the pack; a warm cache copied in the kernel; and the streamed tar (stdout)."""
+    cache = tmp_path / "cache"
+    direct = pack_ok(project.dir, tmp_path / "direct.tar", "-v").stderr.decode()
+    assert "in place: each package is downloaded straight into it" in direct, direct
+    cold = pack_ok(project.dir, tmp_path / "cold.tar", "--use-cache", cache, "-v").stderr.decode()
+    assert "in place: each package is copied from the cache" in cold, cold
+    warm = pack_ok(project.dir, tmp_path / "warm.tar", "--use-cache", cache, "-v").stderr.decode()
+    assert "copied from the cache; sha256 remembered" in warm, warm
+    streamed = run_cli("pack", project.dir, "-p", "linux-64", "-o", "-", "-q", check=True).stdout
+    reference = (tmp_path / "direct.tar").read_bytes()
+    assert (tmp_path / "cold.tar").read_bytes() == reference
+    assert (tmp_path / "warm.tar").read_bytes() == reference
+    assert streamed == reference
+
+
+def test_a_corrupt_cache_entry_is_fetched_again_when_packing_in_place(project: Project, tmp_path: Path) -> None:
+    """One entry of a cache lost its record and had its bytes changed (same size): the in-place
+    pack copies it, finds the slot does not match the lockfile, drops the entry and downloads it."""
+    cache = tmp_path / "cache"
+    pack_ok(project.dir, tmp_path / "first.tar", "--use-cache", cache)
+    victim = next(p for p in (cache / "linux-64").iterdir() if p.name.startswith("libgreet"))
+    (cache / ".verified" / "linux-64" / victim.name).unlink()
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    proc = pack_ok(project.dir, tmp_path / "second.tar", "--use-cache", cache, "-v")
+    err = proc.stderr.decode()
+    assert "in place" in err and f"cached {victim.name} does not match the lockfile" in err, err
+    assert (tmp_path / "second.tar").read_bytes() == (tmp_path / "first.tar").read_bytes()
+    assert victim.read_bytes() != bytes(data)
 
 
 @pytest.mark.parametrize("delta", [1, -1])

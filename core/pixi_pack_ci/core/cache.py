@@ -109,21 +109,23 @@ class PackageCache:
     def _record_path(self, key: str) -> Path:
         return self.root / VERIFIED_DIR / key
 
-    def remember(self, artifact: Artifact, path: Path, sha256: str) -> None:
-        """Record that ``path`` (just checked against the lockfile) has content ``sha256``."""
+    def remember(self, artifact: Artifact, path: Path, sha256: str, info: os.stat_result | None = None) -> None:
+        """Record that ``path`` (just checked against the lockfile) has content ``sha256``; ``info``
+        is the ``fstat`` of the file that was checked, when it was read through an open descriptor."""
         self.trusted[artifact.cache_key] = sha256
         try:
-            record = {"sha256": sha256, "fingerprint": _fingerprint(path.stat())}
+            record = {"sha256": sha256, "fingerprint": _fingerprint(info or path.stat())}
             self._write_atomic(self._record_path(artifact.cache_key), json.dumps(record).encode())
         except OSError:
             pass  # a read-only cache still works; it is just hashed every time
 
-    def recall(self, artifact: Artifact, path: Path) -> str | None:
-        """The content sha256 if ``path`` is unchanged since it was checked and matches ``artifact``."""
+    def recall(self, artifact: Artifact, path: Path, info: os.stat_result | None = None) -> str | None:
+        """The content sha256 if ``path`` is unchanged since it was checked and matches ``artifact``.
+        With ``info`` (the ``fstat`` of an open file) the question is about that very file."""
         try:
             record = json.loads(self._record_path(artifact.cache_key).read_bytes())
             sha256, fingerprint = record["sha256"], record["fingerprint"]
-            info = path.stat()
+            info = info or path.stat()
         except (OSError, ValueError, KeyError, TypeError):
             return None
         if fingerprint != _fingerprint(info) or not isinstance(sha256, str):

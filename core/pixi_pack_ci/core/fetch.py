@@ -29,7 +29,7 @@ from .hookspecs import hookimpl
 from .model import Artifact
 from .progress import ProgressReporter
 from .redact import redact_url
-from .slots import ArchiveSlot, SlotWriter, copy_into_slot, slot_digest
+from .slots import ArchiveSlot, SlotSizeError, SlotWriter, copy_into_slot, fill_slot, slot_digest
 
 if TYPE_CHECKING:
     import httpx
@@ -70,6 +70,9 @@ class FetchContext:
     unverified: dict[str, Artifact] = field(default_factory=dict)
     #: cache key → the place in a pack being written in place where that artifact's bytes go.
     slots: dict[str, ArchiveSlot] = field(default_factory=dict)
+    #: True: downloads still go to the cache (which keeps them) and each slot is then filled
+    #: from its cache entry in the kernel; False: fetchers write into the slots themselves.
+    fill_from_cache: bool = False
     _slot_writers: dict[str, SlotWriter] = field(default_factory=dict)
     _client: httpx.Client | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -78,7 +81,7 @@ class FetchContext:
         """Where a fetcher should write ``artifact``'s bytes: its slot in the pack when the pack is
         written in place (no second copy), else ``destination``. Use as a context manager."""
         slot = self.slots.get(artifact.cache_key)
-        if slot is None:
+        if slot is None or self.fill_from_cache:
             return destination.open("wb")
         writer = SlotWriter(slot, artifact)
         with self._lock:
@@ -242,9 +245,48 @@ def _verify(artifact: Artifact, digests: Digests | None, read_digest: Callable[[
     return got.lower() if check.algorithm == "sha256" else ""
 
 
+def _fill_slot_from_cache(artifact: Artifact, path: Path, slot: ArchiveSlot, cache: PackageCache) -> bool:
+    """Copy a cache entry into its slot; False when the entry is missing or does not match.
+
+    What landed in the slot is what gets checked: the open file's own fingerprint against its
+    record (nothing read), else the slot's bytes against the lockfile. So an entry replaced or
+    changed by another run between lookup and copy can never slip in unchecked."""
+    try:
+        fh = path.open("rb", buffering=0)
+    except FileNotFoundError:
+        return False
+    with fh:
+        copied = fill_slot(fh.fileno(), slot)
+        info = os.fstat(fh.fileno())
+        if copied == slot.size and info.st_size == slot.size and cache.recall(artifact, path, info) is not None:
+            slot.filled.set()
+            return True
+        check = ArtifactHash(artifact)
+        if copied != slot.size or info.st_size != slot.size:
+            if check.expected and file_digest(path, check.algorithm) != check.expected:
+                return False
+            raise SlotSizeError(f"{artifact.file_name} has {info.st_size} bytes, its lockfile says {slot.size}")
+        digest = slot_digest(slot, check.algorithm)
+        if check.expected and digest != check.expected:
+            return False
+        if check.algorithm == "sha256":
+            cache.remember(artifact, path, digest, info)
+    slot.filled.set()
+    return True
+
+
 def _fetch_one(artifact: Artifact, cache: PackageCache, context: FetchContext, hook: Any) -> Path | None:
     """Fetch one artifact; returns its cache file, or None when it went straight into its slot."""
-    cached = cache.lookup(artifact, verify=context.verify_cache_hits)
+    slot = context.slots.get(artifact.cache_key)
+    cached = cache.lookup(artifact, verify=context.verify_cache_hits and slot is None)
+    if cached is not None and slot is not None:
+        if _fill_slot_from_cache(artifact, cached, slot, cache):
+            context.advance(artifact.size or 0)
+            log.debug("cache hit copied into the pack: %s", artifact.cache_key)
+            return None
+        log.warning("cached %s does not match the lockfile; downloading it again", artifact.file_name)
+        cache.discard(artifact)
+        cached = None
     if cached is not None:
         if not context.verify_cache_hits and artifact.cache_key not in cache.trusted:
             with context._lock:
@@ -253,7 +295,6 @@ def _fetch_one(artifact: Artifact, cache: PackageCache, context: FetchContext, h
         log.debug("cache hit: %s", artifact.cache_key)
         return cached
     last: DownloadError | None = None
-    slot = context.slots.get(artifact.cache_key)
     for attempt in range(max(1, context.attempts)):
         temp = cache.temp_path(artifact)
         try:
@@ -264,8 +305,13 @@ def _fetch_one(artifact: Artifact, cache: PackageCache, context: FetchContext, h
             if result is None:
                 raise DownloadError(f"no plugin could fetch {artifact.file_name} from {redact_url(artifact.url)}")
             digests = result if isinstance(result, Digests) else None
-            if slot is None:
-                return cache.commit(artifact, temp, _verify(artifact, digests, partial(file_digest, temp)))
+            if slot is None or context.fill_from_cache:
+                path = cache.commit(artifact, temp, _verify(artifact, digests, partial(file_digest, temp)))
+                if slot is None:
+                    return path
+                if not _fill_slot_from_cache(artifact, path, slot, cache):
+                    raise TransientFetchError(f"{artifact.file_name} changed in the cache while it was copied")
+                return None
             written = context.take_slot_writer(artifact)
             if written is not None:  # the fetcher wrote into the pack itself
                 _verify(artifact, digests, partial(slot_digest, slot))

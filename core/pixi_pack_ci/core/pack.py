@@ -209,21 +209,35 @@ def _pack_result(plan: PackPlan, path: Path | None, sha256: str | None, size: in
 def _in_place_sizes(options: PackOptions, plans: list[PackPlan]) -> dict[str, int] | None:
     """Archive path → size when this run's one pack can be written in place (see ``slots``), else None.
 
-    That needs one plain tar going to a file, every size known from the lockfile, positioned I/O,
-    and no download cache: with a cache the bytes must land there anyway, and the tar is then
-    copied from it."""
-    if len(plans) != 1 or options.cache_dir is not None or not POSITIONED_IO:
+    That needs one plain tar going to a file, every size known from the lockfile and positioned
+    I/O. With a download cache whose entries are all trusted already, the ordinary path is
+    faster still: it copies them and may know the pack's sha256 without reading it."""
+    if len(plans) != 1 or not POSITIONED_IO:
         return None
     plan = plans[0]
     if plan.kind != "tar" or plan.output is None:
         return None
+    if options.cache_dir is not None:
+        cache = PackageCache(options.cache_dir)
+        if all(cache.recall(a, cache.path_for(a)) is not None for a in plan.artifacts):
+            return None
     return slot_sizes(plan.artifacts)
 
 
 def write_pack_in_place(
-    plan: PackPlan, sizes: dict[str, int], cache: PackageCache, context: FetchContext, hook: Any, *, quiet: bool
+    plan: PackPlan,
+    sizes: dict[str, int],
+    cache: PackageCache,
+    context: FetchContext,
+    hook: Any,
+    *,
+    quiet: bool,
+    keep_downloads: bool = False,
 ) -> PackResult:
-    """Write the skeleton of the pack, download every package into its slot, then hash the file."""
+    """Write the skeleton of the pack, download every package into its slot, then hash the file.
+
+    With ``keep_downloads`` (a ``--use-cache`` folder) each download is committed to the cache
+    first and copied into its slot from there, in the kernel; cache hits are copied the same way."""
     assert plan.output is not None
     # The sources are never read here: every file entry becomes a hole its download fills.
     entries = pack_entries(plan, {a.cache_key: Path(a.cache_key) for a in plan.artifacts})
@@ -232,7 +246,9 @@ def write_pack_in_place(
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ArchiveError(f"cannot create output directory {target.parent}: {exc.strerror}") from None
-    log.info("writing %s in place: each package is downloaded straight into it", target.name)
+    how = "copied from the cache" if keep_downloads else "downloaded straight into it"
+    log.info("writing %s in place: each package is %s", target.name, how)
+    context.fill_from_cache = keep_downloads
     try:
         with atomic_output(target) as out:
             slots = write_skeleton(entries, sizes, out)
@@ -251,7 +267,13 @@ def write_pack_in_place(
     except OSError as exc:
         raise ArchiveError(f"could not write pack {target}: {exc}") from None
     finally:
-        context.slots = {}
+        context.slots, context.fill_from_cache = {}, False
+    if keep_downloads:
+        # Every entry was trusted or checked on its way in: the next pack of the same layout
+        # from this cache knows its sha256 without reading it.
+        layout = layout_digest(entries, {a.archive_path: a for a in plan.artifacts}, cache.trusted)
+        if layout is not None:
+            cache.remember_pack(layout, sha256, size)
     return _pack_result(plan, target, sha256, size)
 
 
@@ -427,7 +449,17 @@ def run_pack(options: PackOptions, hook: Any) -> tuple[list[PackPlan], list[Pack
         with _cache_for(options, plans) as cache:
             if in_place is not None:
                 try:
-                    results = [write_pack_in_place(plans[0], in_place, cache, context, hook, quiet=options.quiet)]
+                    results = [
+                        write_pack_in_place(
+                            plans[0],
+                            in_place,
+                            cache,
+                            context,
+                            hook,
+                            quiet=options.quiet,
+                            keep_downloads=options.cache_dir is not None,
+                        )
+                    ]
                 except SlotSizeError as exc:
                     log.info("packing the ordinary way: %s", exc)
             unpackers = {
