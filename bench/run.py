@@ -430,10 +430,12 @@ def report(
         "",
         "What the numbers led to (each change is a commit that cites them):",
         "",
-        "* **Packs written in place.** Without `--use-cache`, one tar to a file whose sizes the lockfile gives is "
+        "* **Packs written in place.** One tar to a file whose sizes the lockfile gives is "
         "laid out first (headers, metadata, holes); each download is written straight into its hole, "
         "and a thread hashes the pack behind the downloads, which run in archive order. "
-        "Every byte is written once instead of twice.",
+        "Every byte is written once instead of twice. With `--use-cache`, each download is committed to the "
+        f"cache and then copied into its hole with `copy_file_range` (a cold pack into a cache was 2.05{TIMES} "
+        "curl + tar before).",
         "* **2 download threads per CPU** (4 to 50) unless `[concurrency] downloads` says otherwise: more Python "
         "threads spent more time on the GIL than they overlapped (4 threads 2.8 s, 50 threads 4.3 s here).",
         "* **One hash per download**, with the algorithm the lockfile can check (md5 only without a sha256).",
@@ -441,7 +443,10 @@ def report(
         "inode, size, mtime and ctime, and a pack made only of such entries is copied with `copy_file_range` "
         "and its sha256 taken from the record of the same layout. A restored or changed cache is hashed again.",
         "* **Unpack copies members in parallel** from a pack file, each read at its offset and hashed on the "
-        "way (`rattler.install` does not check `file://` packages, so the hash stays ours).",
+        "way (`rattler.install` does not check `file://` packages, so the hash stays ours); each folder is "
+        "resolved once to check it stays inside the target.",
+        "* **Rounds**: every measurement runs once per round, next to its reference, and the ratio is the median "
+        "of the rounds' ratios: between two full runs here `tar cf` of the same GiB took 0.9 to 4.1 s.",
         "* **Start-up**: httpx and rich are imported only when used (import of the CLI 154 ms to 80 ms).",
         "* **Memory**: downloads stream what the socket gives instead of 1 MiB chunks per thread.",
         "",

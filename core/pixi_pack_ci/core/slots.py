@@ -5,7 +5,9 @@ byte is downloaded: each member's offset follows from the sizes of the members b
 instead of downloading into a staging folder and copying every byte again into the tar (twice
 the writes, on a machine where writing is what costs), the skeleton — headers, metadata,
 ``repodata.json`` and padding — is written first, and each download writes its bytes at its
-member's offset. The archive's sha256 is computed afterwards from the finished file.
+member's offset. With a download cache (``--use-cache``) the download is committed there and
+then copied into its slot by the kernel (``fill_slot``). :class:`FrontierHasher` hashes the
+archive behind the slots as they fill, in archive order.
 
 A size that turns out wrong (the lockfile's ``size`` disagrees with the bytes that match its hash)
 raises :class:`SlotSizeError`; the caller then packs the ordinary way, so such lockfiles still
