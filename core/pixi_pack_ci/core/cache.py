@@ -1,9 +1,10 @@
 """The download cache: pixi-pack's layout, but verified, atomic and safe to share.
 
 Layout (as pixi-pack's ``--use-cache``): ``DIR/CACHEDIR.TAG``, ``DIR/<subdir>/<file>`` for conda
-packages and ``DIR/pypi/<wheel>``. Unlike pixi-pack, every hit is re-hashed before use, entries
-appear only by ``os.replace`` of a finished file, and several processes may share one folder:
-the worst a race can do is download the same file twice.
+packages and ``DIR/pypi/<wheel>``. Unlike pixi-pack, every hit is checked against the lockfile
+before use (hashed again unless its record shows the very file unchanged since it was checked),
+entries appear only by ``os.replace`` of a finished file, and several processes may share one
+folder: the worst a race can do is download the same file twice.
 """
 
 from __future__ import annotations
