@@ -24,15 +24,18 @@ from signing import Sigstore, assert_secret_hidden, github_env
 # --- a flaky server -------------------------------------------------------------------------------
 
 
-def test_thirty_percent_faults_still_give_the_same_bytes(project: Project, tmp_path: Path) -> None:
+@pytest.mark.parametrize("cached", [False, True], ids=["into-the-pack", "through-a-cache"])
+def test_thirty_percent_faults_still_give_the_same_bytes(project: Project, tmp_path: Path, cached: bool) -> None:
+    """Both ways downloads reach a pack: straight into it, and through a --use-cache folder."""
     reference = tmp_path / "reference.tar"
     pack_ok(project.dir, reference)
     server = project.channel.server
     server.requests.clear()
     server.fault_rate, server.fault_seed = 0.30, 20261121
     flaky = tmp_path / "flaky.tar"
+    extra = ["--use-cache", str(tmp_path / "cache")] if cached else []
     # The tool's own retry budget (10 attempts), not the test suite's shorter one.
-    pack_ok(project.dir, flaky, env={"PIXI_PACK_CI_DOWNLOAD_ATTEMPTS": "10"})
+    pack_ok(project.dir, flaky, *extra, env={"PIXI_PACK_CI_DOWNLOAD_ATTEMPTS": "10"})
     served = sum(server.faults_served.values())
     total = sum(server.requests.values())
     print(f"faults served: {dict(server.faults_served)} of {total} requests")
