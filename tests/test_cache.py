@@ -106,3 +106,21 @@ def test_a_restored_cache_with_forged_records_is_hashed_again(project: Project, 
     pack_ok(project.dir, tmp_path / "b.tar", "--use-cache", restored)
     assert _requests(project, entry.name) == before + 1
     assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+
+
+def test_records_half_written_by_a_killed_run_are_removed(project: Project, tmp_path: Path) -> None:
+    """A run killed while writing a record leaves ``.<name>.<pid>.<random>.part``; the next run
+    removes those of dead writers and keeps those of live ones."""
+    cache = tmp_path / "cache"
+    pack_ok(project.dir, tmp_path / "a.tar", "--use-cache", cache)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(finished.stdout)
+    records = cache / ".verified" / "linux-64"
+    name = next(records.iterdir()).name
+    stale = [records / f".{name}.{dead}.k2j_x9.part", cache / ".verified" / "packs" / f".abc.{dead}.zz.part"]
+    live = records / f".{name}.{os.getpid()}.q1.part"
+    for path in [*stale, live]:
+        path.write_text("{")
+    pack_ok(project.dir, tmp_path / "b.tar", "--use-cache", cache)
+    assert [p.exists() for p in stale] == [False, False]
+    assert live.exists()

@@ -72,6 +72,20 @@ def remove_stale_partials(target: Path, suffix: str = ".partial") -> list[Path]:
     return removed
 
 
+def remove_stale_partials_in(folder: Path, suffix: str = ".partial") -> None:
+    """Delete every ``.<name>.<pid>.<random><suffix>`` file in ``folder`` whose writer no longer runs
+    (for folders of many small files, where one scan beats a glob per file)."""
+    try:
+        names = [e.name for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(suffix)]
+    except OSError:
+        return
+    for name in names:
+        parts = name[: -len(suffix)].rsplit(".", 2)  # the random part of mkstemp has no dots
+        if len(parts) == 3 and parts[1].isdigit() and not _alive(int(parts[1])):
+            with contextlib.suppress(OSError):
+                (folder / name).unlink()
+
+
 def glob_escape(text: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 

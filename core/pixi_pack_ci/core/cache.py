@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .atomic import remove_stale_partials, temp_prefix
+from .atomic import remove_stale_partials, remove_stale_partials_in, temp_prefix
 from .errors import PixiPackError
 from .model import Artifact
 
@@ -91,10 +91,20 @@ class PackageCache:
                 self._write_atomic(tag, CACHEDIR_TAG.encode())
         except OSError as exc:
             raise PixiPackError(f"cannot use cache directory {root}: {exc.strerror or exc}") from None
+        self._remove_stale_records()
+
+    def _remove_stale_records(self) -> None:
+        """Records half-written by a run that was killed (entries' own partial downloads are
+        removed as each entry is fetched again)."""
+        verified = self.root / VERIFIED_DIR
+        if not verified.is_dir():
+            return
+        for folder in [self.root, verified, *(p for p in verified.iterdir() if p.is_dir() and not p.is_symlink())]:
+            remove_stale_partials_in(folder, ".part")
 
     def _write_atomic(self, target: Path, data: bytes) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target), suffix=".part")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
