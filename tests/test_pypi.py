@@ -108,6 +108,28 @@ def test_wheels_pack_and_install(wheel_project: tuple[Path, dict[str, Path]], tm
     assert activated.stdout == "alpha ok\n"
 
 
+def test_wheels_are_appended_to_a_pack_written_in_place(
+    wheel_project: tuple[Path, dict[str, Path]], tmp_path: Path
+) -> None:
+    """Lockfiles give no wheel sizes, so wheels follow the packages' slots: the bytes are those of
+    the streamed tar, without a cache, through a cold and a warm cache, and when a cached wheel
+    went bad (it is checked while appended, dropped and downloaded again)."""
+    project, wheels = wheel_project
+    cache = tmp_path / "cache"
+    streamed = run_cli("pack", project, "-p", "linux-64", "-o", "-", "-q", check=True).stdout
+    for name, extra in [("direct", []), ("cold", ["--use-cache", cache]), ("warm", ["--use-cache", cache])]:
+        err = pack_ok(project, tmp_path / f"{name}.tar", *extra, "-v").stderr.decode()
+        assert ("in place" in err) == (name != "warm"), err
+        assert (tmp_path / f"{name}.tar").read_bytes() == streamed, name
+    cached = cache / "pypi" / wheels["beta"].name
+    (cache / ".verified" / "pypi" / cached.name).unlink()
+    cached.write_bytes(cached.read_bytes()[:-1] + b"!")
+    err = pack_ok(project, tmp_path / "mended.tar", "--use-cache", cache, "-v").stderr.decode()
+    assert f"cached {cached.name} does not match the lockfile" in err, err
+    assert (tmp_path / "mended.tar").read_bytes() == streamed
+    assert cached.read_bytes() == wheels["beta"].read_bytes()
+
+
 def test_wheel_with_wrong_hash_fails_and_leaves_nothing(
     wheel_project: tuple[Path, dict[str, Path]], tmp_path: Path
 ) -> None:

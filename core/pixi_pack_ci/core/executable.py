@@ -17,6 +17,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .errors import PixiPackError, UsageError
@@ -325,10 +326,11 @@ class Base64LineSink:
 class HashingSink:
     """A write-only stream that counts and hashes everything passed to the file below it."""
 
-    def __init__(self, out: Writable) -> None:
+    def __init__(self, out: Writable, sha256: Any = None, size: int = 0) -> None:
+        """``sha256`` and ``size``: to go on from bytes already hashed and written before."""
         self.out = out
-        self.sha256 = hashlib.sha256()
-        self.size = 0
+        self.sha256 = sha256 if sha256 is not None else hashlib.sha256()
+        self.size = size
 
     def write(self, data: bytes | memoryview) -> int:
         self.out.write(data)

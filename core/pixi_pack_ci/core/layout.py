@@ -71,9 +71,12 @@ class Entry:
         return tuple(part.encode("utf-8") for part in self.path.split("/"))
 
 
-def write_entries(writer: DeterministicTarWriter, entries: list[Entry], add_file: Callable[[Entry], None]) -> None:
+def write_entries(
+    writer: DeterministicTarWriter, entries: list[Entry], add_file: Callable[[Entry], None], *, finish: bool = True
+) -> None:
     """Folders and inline files go straight to ``writer``; ``add_file`` writes each file entry
-    (copied, hashed on the way, or left as a hole to fill). Ends the archive."""
+    (copied, hashed on the way, or left as a hole to fill). Ends the archive unless ``finish`` is
+    False (more entries follow)."""
     for entry in entries:
         if entry.is_dir:
             writer.add_directory(entry.path)
@@ -81,7 +84,8 @@ def write_entries(writer: DeterministicTarWriter, entries: list[Entry], add_file
             writer.add_bytes(entry.path, entry.data)
         else:
             add_file(entry)
-    writer.finish()
+    if finish:
+        writer.finish()
 
 
 def pack_entries(plan: PackPlan, files: dict[str, Path]) -> list[Entry]:

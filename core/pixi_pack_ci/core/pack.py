@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -22,7 +23,7 @@ from .executable import HashingSink, executable_suffix, resolve_unpacker, write_
 from .fetch import FetchContext, fetch_artifacts
 from .layout import Entry, pack_entries, write_entries
 from .lockfile import build_plan, load_lockfile
-from .model import Artifact, PackOptions, PackPlan, PackResult, artifact_summary
+from .model import Artifact, CondaArtifact, PackOptions, PackPlan, PackResult, artifact_summary
 from .progress import ProgressReporter
 from .slots import (
     POSITIONED_IO,
@@ -153,7 +154,7 @@ def _open_cached(path: Path, artifact: Artifact | None) -> BinaryIO:
 def _write_tar(
     entries: list[Entry],
     out: Writable,
-    progress: ProgressReporter,
+    progress: ProgressReporter | None,
     unverified: dict[str, Artifact] | None = None,
     cache: PackageCache | None = None,
     owners: dict[str, Artifact] | None = None,
@@ -176,7 +177,8 @@ def _write_tar(
                 unverified.pop(entry.path, None)  # checked once is enough for the other packs
                 if cache is not None and reader.hash.algorithm == "sha256":
                     cache.remember(artifact, entry.source, reader.hash.hexdigest())
-        progress.advance(size)
+        if progress is not None:
+            progress.advance(size)
 
     write_entries(writer, entries, copy)
 
@@ -209,9 +211,10 @@ def _pack_result(plan: PackPlan, path: Path | None, sha256: str | None, size: in
 def _in_place_sizes(options: PackOptions, plans: list[PackPlan]) -> dict[str, int] | None:
     """Archive path → size when this run's one pack can be written in place (see ``slots``), else None.
 
-    That needs one plain tar going to a file, every size known from the lockfile and positioned
-    I/O. With a download cache whose entries are all trusted already, the ordinary path is
-    faster still: it copies them and may know the pack's sha256 without reading it."""
+    That needs one plain tar going to a file, every conda package's size known from the lockfile
+    and positioned I/O. (Lockfiles give no wheel sizes: wheels are appended after the packages.)
+    With a download cache whose entries are all trusted already, the ordinary path is faster
+    still: it copies them and may know the pack's sha256 without reading it."""
     if len(plans) != 1 or not POSITIONED_IO:
         return None
     plan = plans[0]
@@ -221,7 +224,18 @@ def _in_place_sizes(options: PackOptions, plans: list[PackPlan]) -> dict[str, in
         cache = PackageCache(options.cache_dir)
         if all(cache.recall(a, cache.path_for(a)) is not None for a in plan.artifacts):
             return None
-    return slot_sizes(plan.artifacts)
+    return slot_sizes([a for a in plan.artifacts if isinstance(a, CondaArtifact)])
+
+
+def _split_tail(entries: list[Entry], sizes: dict[str, int]) -> tuple[list[Entry], list[Entry]]:
+    """The entries that get slots, and the ones after them that are appended once downloaded
+    (wheels: ``pypi/`` sorts last). Raises :class:`SlotSizeError` if a file without a known size
+    came before a slot, which the layout never does today."""
+    first = next((i for i, e in enumerate(entries) if e.source is not None and e.path not in sizes), len(entries))
+    head, tail = entries[:first], entries[first:]
+    if any(e.path in sizes for e in tail):
+        raise SlotSizeError(f"{tail[0].path} has no size and comes before packages that do")
+    return head, tail
 
 
 def write_pack_in_place(
@@ -237,10 +251,13 @@ def write_pack_in_place(
     """Write the skeleton of the pack, download every package into its slot, then hash the file.
 
     With ``keep_downloads`` (a ``--use-cache`` folder) each download is committed to the cache
-    first and copied into its slot from there, in the kernel; cache hits are copied the same way."""
+    first and copied into its slot from there, in the kernel; cache hits are copied the same way.
+    Wheels, whose sizes are not known in advance, are appended after the last slot."""
     assert plan.output is not None
-    # The sources are never read here: every file entry becomes a hole its download fills.
+    owners = {a.archive_path: a for a in plan.artifacts}
+    # The sources of slots are never read: each of those entries becomes a hole its download fills.
     entries = pack_entries(plan, {a.cache_key: Path(a.cache_key) for a in plan.artifacts})
+    head, tail = _split_tail(entries, sizes)
     target = plan.output
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -251,19 +268,28 @@ def write_pack_in_place(
     context.fill_from_cache = keep_downloads
     try:
         with atomic_output(target) as out:
-            slots = write_skeleton(entries, sizes, out)
+            slots = write_skeleton(head, sizes, out, finish=not tail)
             out.flush()
-            context.slots = {a.cache_key: slots[a.archive_path] for a in plan.artifacts}
-            total = sum(sizes.values())
-            hasher = FrontierHasher(out.fileno(), list(slots.values()), os.fstat(out.fileno()).st_size)
+            context.slots = {owners[path].cache_key: slot for path, slot in slots.items()}
+            total = sum(a.size or 0 for a in plan.artifacts)
+            end = os.fstat(out.fileno()).st_size
+            hasher = FrontierHasher(out.fileno(), list(slots.values()), end)
             try:
                 with ProgressReporter(f"Fetching {len(plan.artifacts)} packages", total, enabled=not quiet) as progress:
                     context.progress = progress
-                    fetch_artifacts(plan.artifacts, cache, context, hook)
+                    files = fetch_artifacts(plan.artifacts, cache, context, hook)
             except BaseException:
                 hasher.cancel()
                 raise
-            sha256, size = hasher.result()
+            if tail:
+                out.seek(end)
+                sink = HashingSink(out, hasher.running_hash(), end)
+                appended = [replace(e, source=files[owners[e.path].cache_key]) if e.source else e for e in tail]
+                _write_tar(appended, sink, None, context.unverified, cache, owners)
+                out.flush()
+                sha256, size = sink.sha256.hexdigest(), sink.size
+            else:
+                sha256, size = hasher.result()
     except OSError as exc:
         raise ArchiveError(f"could not write pack {target}: {exc}") from None
     finally:
@@ -271,7 +297,7 @@ def write_pack_in_place(
     if keep_downloads:
         # Every entry was trusted or checked on its way in: the next pack of the same layout
         # from this cache knows its sha256 without reading it.
-        layout = layout_digest(entries, {a.archive_path: a for a in plan.artifacts}, cache.trusted)
+        layout = layout_digest(entries, owners, cache.trusted)
         if layout is not None:
             cache.remember_pack(layout, sha256, size)
     return _pack_result(plan, target, sha256, size)
@@ -462,6 +488,10 @@ def run_pack(options: PackOptions, hook: Any) -> tuple[list[PackPlan], list[Pack
                     ]
                 except SlotSizeError as exc:
                     log.info("packing the ordinary way: %s", exc)
+                except CorruptCacheEntryError as exc:
+                    log.warning("cached %s does not match the lockfile; downloading it again", exc.artifact.file_name)
+                    cache.discard(exc.artifact)
+                    context.unverified.clear()
             unpackers = {
                 p.platform: resolve_unpacker(options.pixi_unpack_source, p.platform, options.cache_dir)
                 for p in plans

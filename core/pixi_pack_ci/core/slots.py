@@ -94,15 +94,18 @@ def slot_sizes(artifacts: list[Artifact]) -> dict[str, int] | None:
     return sizes
 
 
-def write_skeleton(entries: list[Entry], sizes: dict[str, int], out: BinaryIO) -> dict[str, ArchiveSlot]:
-    """Write every header, inline file and padding; leave a hole per package. Returns its slots."""
+def write_skeleton(
+    entries: list[Entry], sizes: dict[str, int], out: BinaryIO, *, finish: bool = True
+) -> dict[str, ArchiveSlot]:
+    """Write every header, inline file and padding; leave a hole per package. Returns its slots.
+    With ``finish`` False the archive is left open for entries appended after it."""
     writer = DeterministicTarWriter(out)
     offsets: dict[str, int] = {}
 
     def hole(entry: Entry) -> None:
         offsets[entry.path] = writer.add_hole(entry.path, sizes[entry.path])
 
-    write_entries(writer, entries, hole)
+    write_entries(writer, entries, hole, finish=finish)
     fd = out.fileno()
     return {path: ArchiveSlot(fd, offset, sizes[path]) for path, offset in offsets.items()}
 
@@ -217,3 +220,8 @@ class FrontierHasher:
         if self.error is not None:
             raise self.error
         return self.sha256.hexdigest(), self.position
+
+    def running_hash(self) -> Any:
+        """The sha256 object once every slot is hashed, to go on with bytes appended after them."""
+        self.result()
+        return self.sha256
