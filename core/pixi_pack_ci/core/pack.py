@@ -208,7 +208,7 @@ def _pack_result(plan: PackPlan, path: Path | None, sha256: str | None, size: in
     )
 
 
-def _in_place_sizes(options: PackOptions, plans: list[PackPlan]) -> dict[str, int] | None:
+def _in_place_sizes(plans: list[PackPlan], cache: PackageCache) -> dict[str, int] | None:
     """Archive path → size when this run's one pack can be written in place (see ``slots``), else None.
 
     That needs one plain tar going to a file, every conda package's size known from the lockfile
@@ -220,10 +220,8 @@ def _in_place_sizes(options: PackOptions, plans: list[PackPlan]) -> dict[str, in
     plan = plans[0]
     if plan.kind != "tar" or plan.output is None:
         return None
-    if options.cache_dir is not None:
-        cache = PackageCache(options.cache_dir)
-        if all(cache.recall(a, cache.path_for(a)) is not None for a in plan.artifacts):
-            return None
+    if all(cache.recall(a, cache.path_for(a)) is not None for a in plan.artifacts):
+        return None
     return slot_sizes([a for a in plan.artifacts if isinstance(a, CondaArtifact)])
 
 
@@ -470,9 +468,9 @@ def run_pack(options: PackOptions, hook: Any) -> tuple[list[PackPlan], list[Pack
     # pack cannot be taken back once written: a folder, or bytes already sent to standard output.
     context.verify_cache_hits = not all(p.output is not None and p.kind != "directory" for p in plans)
     results: list[PackResult] = []
-    in_place = _in_place_sizes(options, plans)
     try:
         with _cache_for(options, plans) as cache:
+            in_place = _in_place_sizes(plans, cache)
             if in_place is not None:
                 try:
                     results = [
