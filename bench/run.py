@@ -239,10 +239,11 @@ def measure_rounds(groups: list[list[Step]], repeat: int) -> dict[str, Series]:
     """Every step once per round, ``repeat`` rounds. A group holds a measurement and its
     references; they run back to back, so a slow minute of a shared machine slows both (the disk
     here varied 4x between runs), and every other round in the opposite order, so neither always
-    follows the heavy writes of the group before. ``repeat`` is rounded up to an even number:
+    follows the heavy writes of the group before. ``repeat`` above 1 is rounded up to an even number:
     with 5 rounds, the step listed first went first 3 times, and the median ratio was always
     one of those rounds."""
-    repeat += repeat % 2
+    if repeat > 1:
+        repeat += repeat % 2
     results: dict[str, Series] = {step.name: Series([]) for group in groups for step in group}
     for round_ in range(repeat):
         for group in groups:
