@@ -360,7 +360,16 @@ def measure_environment(env: Environment, url: str, scratch: Path, repeat: int, 
     def tar_and_install() -> Run:
         extracted.mkdir()
         a = run_measured(["tar", "xf", str(out), "-C", str(extracted)])
-        b = run_measured([sys.executable, "-c", REFERENCE_INSTALL, str(extracted / "channel"), str(prefix)])
+        install = [sys.executable, "-c", REFERENCE_INSTALL, str(extracted / "channel"), str(prefix)]
+        try:
+            b = run_measured(install)
+        except RuntimeError as exc:
+            # py-rattler 0.28's install crashed here once in a few hundred runs (SIGSEGV, an
+            # empty cache); the reference is timed again from a clean prefix and cache.
+            print(f"  reference install failed, timed again: {str(exc)[-200:]}", flush=True)
+            drop(prefix, ref_cache)
+            os.sync()
+            b = run_measured(install)
         return Run(a.seconds + b.seconds, max(a.peak_rss, b.peak_rss))
 
     fetcher = [sys.executable, "-c", MINIMAL_FETCHER, str(jobs_file), str(downloads), str(ref_tar)]
