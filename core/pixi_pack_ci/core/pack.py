@@ -208,6 +208,14 @@ def _pack_result(plan: PackPlan, path: Path | None, sha256: str | None, size: in
     )
 
 
+def _forget_corrupt_entry(exc: CorruptCacheEntryError, cache: PackageCache, context: FetchContext) -> None:
+    """A cache hit failed its check while being packed: drop it, and the hits still to be checked
+    with it, so the next attempt downloads it again."""
+    log.warning("cached %s does not match the lockfile; downloading it again", exc.artifact.file_name)
+    cache.discard(exc.artifact)
+    context.unverified.clear()
+
+
 def _in_place_sizes(plans: list[PackPlan], cache: PackageCache) -> dict[str, int] | None:
     """Archive path → size when this run's one pack can be written in place (see ``slots``), else None.
 
@@ -487,9 +495,7 @@ def run_pack(options: PackOptions, hook: Any) -> tuple[list[PackPlan], list[Pack
                 except SlotSizeError as exc:
                     log.info("packing the ordinary way: %s", exc)
                 except CorruptCacheEntryError as exc:
-                    log.warning("cached %s does not match the lockfile; downloading it again", exc.artifact.file_name)
-                    cache.discard(exc.artifact)
-                    context.unverified.clear()
+                    _forget_corrupt_entry(exc, cache, context)
             unpackers = {
                 p.platform: resolve_unpacker(options.pixi_unpack_source, p.platform, options.cache_dir)
                 for p in plans
@@ -515,9 +521,7 @@ def run_pack(options: PackOptions, hook: Any) -> tuple[list[PackPlan], list[Pack
                     ]
                     break
                 except CorruptCacheEntryError as exc:
-                    log.warning("cached %s does not match the lockfile; downloading it again", exc.artifact.file_name)
-                    cache.discard(exc.artifact)
-                    context.unverified.clear()
+                    _forget_corrupt_entry(exc, cache, context)
             if not results:
                 raise PixiPackError("the package cache keeps changing under this run; is another tool writing to it?")
             for plan in plans:
