@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -73,8 +76,12 @@ def test_directory_pack_and_unpack(project: Project, tmp_path: Path) -> None:
     run_cli("pack", project.dir, "-p", "linux-64", "--directory-only", "-o", folder, check=True)
     assert (folder / "pixi-pack.json").is_file()
     assert (folder / "channel" / "linux-64" / "repodata.json").is_file()
+    before = {p: p.stat().st_size for p in folder.rglob("*") if p.is_file()}
     run_cli("unpack", folder, "-o", tmp_path / "deploy", "-e", "custom", check=True)
     assert (tmp_path / "deploy" / "custom" / "bin" / "hello-tool").exists()
+    # unpack frees the package archives of a pack it extracted, never those of the user's folder
+    assert {p: p.stat().st_size for p in folder.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in (tmp_path / "deploy").iterdir()) == ["activate.sh", "custom"]
     # packing again into the same folder replaces it
     run_cli("pack", project.dir, "-p", "linux-64", "--directory-only", "-o", folder, check=True)
     assert not list(tmp_path.glob(".packdir*"))
@@ -106,3 +113,68 @@ def test_unpack_force_replaces_environment(project: Project, tmp_path: Path) -> 
     run_cli("unpack", pack, "-o", target, "--force", check=True)
     assert not (target / "env" / "stray-file").exists()
     assert (target / "env" / "bin" / "hello-tool").exists()
+
+
+def _stderr_on_a_terminal(*args: str | Path) -> str:
+    """Run the CLI with stderr on a pseudo-terminal (stdout captured apart) and return what the
+    terminal showed, so the progress bars are drawn as a user sees them."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pixi_pack_ci.core", *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"},
+    )
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        shown += data
+    os.close(leader)
+    assert proc.wait(timeout=300) == 0, shown.decode(errors="replace")
+    return shown.decode(errors="replace")
+
+
+def test_progress_on_a_terminal(project: Project, tmp_path: Path) -> None:
+    pack = tmp_path / "e.tar"
+    shown = _stderr_on_a_terminal("pack", project.dir, "-p", "linux-64", "-o", pack)
+    # (a file pack is written in place as it downloads: one bar)
+    assert f"Fetching {len(project.linux_packages)} packages" in shown, shown
+    shown = _stderr_on_a_terminal("unpack", pack, "-o", tmp_path / "deploy")
+    assert f"Installing {len(project.linux_packages)} packages" in shown, shown
+    assert (tmp_path / "deploy" / "env" / "bin" / "hello-tool").exists()
+    # with -q the terminal shows nothing at all
+    assert _stderr_on_a_terminal("unpack", pack, "-o", tmp_path / "quiet", "-q").strip() == ""
+
+
+def test_install_frees_each_extracted_archive(project: Project, tmp_path: Path) -> None:
+    """The archives of an extracted pack are deleted as rattler caches them (names must match
+    what rattler reports); every package still ends up installed."""
+    import asyncio
+
+    import rattler
+    from pixi_pack_ci.core import unpack
+    from pixi_pack_ci.core.progress import ProgressReporter
+
+    pack = tmp_path / "e.tar"
+    pack_ok(project.dir, pack, "-q")
+    with pack.open("rb") as fh:
+        extracted = unpack.extract_pack(fh, tmp_path / "x")
+    records = unpack._load_records(extracted.root, extracted.digests)
+    archives = sorted(p for p in (extracted.root / "channel").rglob("*") if p.name.endswith((".conda", ".tar.bz2")))
+    assert len(archives) == len(records) == len(project.linux_packages)
+    with ProgressReporter("", None, enabled=False) as progress:
+        events = unpack._InstallEvents(records, progress, delete=True)
+        try:
+            asyncio.run(
+                rattler.install(records, tmp_path / "env", cache_dir=tmp_path / "cache", reporter=events)  # type: ignore[arg-type]
+            )
+        finally:
+            events.close()
+    assert [p for p in archives if p.exists()] == []
+    assert len(list((tmp_path / "env" / "conda-meta").glob("*.json"))) == len(records)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -14,13 +15,16 @@ import sys
 import tarfile
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, cast
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import rattler
+from rattler.install import InstallerReporter
 from rattler.platform import Platform
 
 from .activation import SHELLS, write_activation_script
@@ -28,6 +32,7 @@ from .cache import file_digest
 from .errors import ArchiveError, PixiPackError, TargetExistsError, UnpackError, UnsafeArchiveError
 from .layout import CHANNEL_DIR, METADATA_FILE, PYPI_DIR, PackMetadata, parse_metadata, repodata_entries
 from .model import UnpackResult
+from .progress import ProgressReporter
 from .records import repodata_records
 from .wheels import find_python, install_wheels
 
@@ -43,6 +48,9 @@ class ExtractedPack:
     #: sha256 of every regular file, computed while extracting (empty for a folder pack). md5 is
     #: not: only records without a sha256 need it, and those are read again (rare, old packages).
     digests: dict[str, str]
+    #: True when the files are ours to delete (extracted into the work folder), False for a
+    #: folder pack the user pointed at.
+    disposable: bool = True
 
 
 def _short(name: str) -> str:
@@ -308,6 +316,58 @@ def _load_records(root: Path, digests: dict[str, str]) -> list[rattler.RepoDataR
     return records
 
 
+class _InstallEvents:
+    """What ``rattler.install`` reports, put to use: the progress bar advances as packages are
+    linked, and each package archive of an extracted pack is deleted once rattler has unpacked it
+    into its cache. Deleting them then, in a background thread, overlaps that work with the rest
+    of the install instead of leaving a GiB for the final clean-up.
+
+    rattler calls these methods from its own threads; none of them may raise. It calls only the
+    ones a reporter has (its documentation invites implementing a subset), which is why this is
+    not a subclass: mypy takes the protocol's empty methods for abstract ones.
+    """
+
+    def __init__(self, records: Sequence[rattler.RepoDataRecord], progress: ProgressReporter, *, delete: bool) -> None:
+        self._archives = {r.name.normalized: (Path(url2pathname(urlsplit(r.url).path)), r.size or 0) for r in records}
+        self._progress = progress
+        self._tokens: dict[int, str] = {}
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+        self._deleter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="free") if delete else None
+
+    def _token(self, package_name: str) -> int:
+        with self._lock:
+            token = next(self._counter)
+            self._tokens[token] = package_name
+            return token
+
+    def _name(self, token: int) -> str | None:
+        with self._lock:
+            return self._tokens.pop(token, None)
+
+    def on_populate_cache_start(self, operation: int, package_name: str) -> int:
+        return self._token(package_name) if self._deleter is not None else 0
+
+    def on_populate_cache_complete(self, cache_entry: int) -> None:
+        name = self._name(cache_entry) if self._deleter is not None else None
+        archive = self._archives.get(name) if name is not None else None
+        if archive is not None and self._deleter is not None:
+            self._deleter.submit(archive[0].unlink, missing_ok=True)
+
+    def on_link_start(self, operation: int, package_name: str) -> int:
+        return -self._token(package_name)  # negative: never mixed up with a cache token
+
+    def on_link_complete(self, index: int) -> None:
+        name = self._name(-index)
+        archive = self._archives.get(name) if name is not None else None
+        if archive is not None:
+            self._progress.advance(archive[1])
+
+    def close(self) -> None:
+        if self._deleter is not None:
+            self._deleter.shutdown(wait=True)
+
+
 def _wheels_in(root: Path) -> list[Path]:
     folder = root / PYPI_DIR
     if not folder.is_dir():
@@ -360,7 +420,7 @@ def run_unpack(
     work = Path(tempfile.mkdtemp(prefix=".pixi-pack-ci-unpack-", dir=output_dir))
     try:
         if source != "-" and Path(source).is_dir():
-            pack = ExtractedPack(Path(source).absolute(), {})
+            pack = ExtractedPack(Path(source).absolute(), {}, disposable=False)
         else:
             with _opened_source(source) as stream:
                 pack = extract_pack(stream, work / "pack")
@@ -375,20 +435,25 @@ def run_unpack(
             raise UnpackError("the pack has PyPI wheels but no python package to install them into")
         if prefix.exists():
             shutil.rmtree(prefix)
-        try:
-            asyncio.run(
-                rattler.install(
-                    records,
-                    prefix,
-                    cache_dir=work / "cache",
-                    execute_link_scripts=False,
-                    show_progress=not quiet and sys.stderr.isatty(),
-                    platform=rattler.Platform(metadata.platform),
+        total = sum(r.size or 0 for r in records)
+        with ProgressReporter(f"Installing {len(records)} packages", total, enabled=not quiet) as progress:
+            events = _InstallEvents(records, progress, delete=pack.disposable)
+            try:
+                asyncio.run(
+                    rattler.install(
+                        records,
+                        prefix,
+                        cache_dir=work / "cache",
+                        execute_link_scripts=False,
+                        reporter=cast(InstallerReporter, events),
+                        platform=rattler.Platform(metadata.platform),
+                    )
                 )
-            )
-        except Exception as exc:
-            shutil.rmtree(prefix, ignore_errors=True)
-            raise UnpackError(f"could not install packages: {' '.join(str(exc).split())}") from None
+            except Exception as exc:
+                shutil.rmtree(prefix, ignore_errors=True)
+                raise UnpackError(f"could not install packages: {' '.join(str(exc).split())}") from None
+            finally:
+                events.close()
         if wheels:
             assert python is not None
             try:
