@@ -330,7 +330,7 @@ records = []
 for repodata in sorted(channel.glob("*/repodata.json")):
     records += rattler.RepoData.from_path(repodata).into_repo_data(rattler.Channel(channel.absolute().as_uri() + "/"))
 asyncio.run(rattler.install(records, prefix, cache_dir=prefix.parent / "ref-cache", execute_link_scripts=False,
-                            show_progress=False, platform=rattler.Platform("linux-64")))
+                            show_progress=False, platform=rattler.Subdir("linux-64")))
 """
 
 

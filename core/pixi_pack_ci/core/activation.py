@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from rattler.platform import Platform
+from rattler.platform import Subdir
 from rattler.shell import Shell
 
 from .errors import UnpackError
@@ -41,7 +41,7 @@ def activation_script(prefix: Path, shell: str, platform: str) -> str:
     from rattler.rattler import PyActivationVariables, PyActivator
 
     variables = PyActivationVariables(None, None, "prepend")
-    result = PyActivator.activate(prefix, variables, Platform(platform)._inner, _RATTLER_SHELLS[shell])
+    result = PyActivator.activate(prefix, variables, Subdir(platform)._inner, _RATTLER_SHELLS[shell])
     return str(result.script)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rattler.platform import Platform
+from rattler.platform import Subdir
 
 from . import __version__
 from .activation import SHELLS, default_shell
@@ -54,7 +54,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def _platform(value: str) -> str:
     try:
-        Platform(value)
+        Subdir(value)
     except Exception:
         raise argparse.ArgumentTypeError(f"unknown platform {value!r}") from None
     return value
@@ -91,7 +91,7 @@ def build_parser(pm: PluginManager) -> argparse.ArgumentParser:
         dest="platforms",
         type=_platform,
         metavar="PLATFORM",
-        help=f"target platform (repeatable; default: this machine's, {Platform.current()})",
+        help=f"target platform (repeatable; default: this machine's, {Subdir.current()})",
     )
     pack.add_argument(
         "-o",
@@ -194,7 +194,7 @@ def _cmd_pack(args: argparse.Namespace, pm: PluginManager) -> int:
     options = PackOptions(
         manifest_path=Path(args.manifest_path),
         environments=args.environments or ["default"],
-        platforms=args.platforms or [str(Platform.current())],
+        platforms=args.platforms or [str(Subdir.current())],
         output=args.output,
         output_dir=args.output_dir,
         cache_dir=args.cache_dir,

@@ -164,7 +164,7 @@ def parse_metadata(raw: bytes) -> PackMetadata:
     if not isinstance(platform, str):
         raise ArchiveError(f"{METADATA_FILE}: 'platform' must be a string")
     try:
-        rattler.Platform(platform)
+        rattler.Subdir(platform)
     except Exception:
         raise ArchiveError(f"{METADATA_FILE}: unknown platform {platform!r}") from None
     ppv = data.get("pixi-pack-version")

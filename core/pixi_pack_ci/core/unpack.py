@@ -25,7 +25,7 @@ from urllib.request import url2pathname
 
 import rattler
 from rattler.install import InstallerReporter
-from rattler.platform import Platform
+from rattler.platform import Subdir
 
 from .activation import SHELLS, write_activation_script
 from .cache import file_digest
@@ -425,7 +425,7 @@ def run_unpack(
             with _opened_source(source) as stream:
                 pack = extract_pack(stream, work / "pack")
         metadata = read_metadata(pack.root)
-        current = str(Platform.current())
+        current = str(Subdir.current())
         if metadata.platform != current:
             raise UnpackError(f"the pack was created for {metadata.platform} but this machine is {current}")
         records = _load_records(pack.root, pack.digests)
@@ -446,7 +446,7 @@ def run_unpack(
                         cache_dir=work / "cache",
                         execute_link_scripts=False,
                         reporter=cast(InstallerReporter, events),
-                        platform=rattler.Platform(metadata.platform),
+                        platform=rattler.Subdir(metadata.platform),
                     )
                 )
             except Exception as exc:

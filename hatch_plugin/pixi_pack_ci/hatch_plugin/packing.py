@@ -54,10 +54,10 @@ def pack_project(
 ) -> list[Path]:
     """One pack per environment and platform, each with ``wheel`` injected; returns their paths."""
     from pixi_pack_ci.core import cli
-    from rattler.platform import Platform
+    from rattler.platform import Subdir
 
     manifest = (root / settings.manifest_path).resolve()
-    platforms = settings.platforms or [str(Platform.current())]
+    platforms = settings.platforms or [str(Subdir.current())]
     directory.mkdir(parents=True, exist_ok=True)
     cache = Path(settings.cache_dir) if settings.cache_dir else root / ".pixi-pack-cache"
     packs: list[Path] = []
