@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import Project, assert_clean_error, make_project, pack_ok, run_cli
+from conftest import Project, assert_clean_error, credentialed_project, make_project, pack_ok, run_cli
 from support import basic_auth, channel_records, write_lockfile
 
 SECRET = "s3cr3t-T0ken-4f9a"
@@ -68,21 +68,16 @@ def test_conda_token(project: Project, tmp_path: Path) -> None:
 
 def test_credentials_in_lockfile_urls_are_used_and_never_shown(project: Project, tmp_path: Path) -> None:
     server = project.channel.server
-    server.required_auth = {"/": basic_auth("lockuser", SECRET)}
-    authed_url = project.channel.url.replace("http://", f"http://lockuser:{SECRET}@")
-    records = channel_records(project.channel.path, authed_url)
-    lock = write_lockfile(
-        tmp_path / "p" / "pixi.lock", {"default": {"linux-64": records["linux-64"] + records["noarch"]}}, authed_url
-    )
-    dry = run_cli("pack", lock.parent, "-p", "linux-64", "--dry-run", check=True)
-    dry_json = run_cli("pack", lock.parent, "-p", "linux-64", "--dry-run", "--json", check=True)
-    proc = pack_ok(lock.parent, tmp_path / "e.tar", "-vv", "--json")
+    lock_dir = credentialed_project(project, tmp_path / "p", "lockuser", SECRET)
+    dry = run_cli("pack", lock_dir, "-p", "linux-64", "--dry-run", check=True)
+    dry_json = run_cli("pack", lock_dir, "-p", "linux-64", "--dry-run", "--json", check=True)
+    proc = pack_ok(lock_dir, tmp_path / "e.tar", "-vv", "--json")
     for p in (dry, dry_json, proc):
         assert SECRET not in _all_output(p)
     assert "***@127.0.0.1" in dry.stdout.decode()
     assert SECRET.encode() not in (tmp_path / "e.tar").read_bytes()
     server.always_fail.add("/linux-64/libgreet-1.2.3-h1234_0.conda")
-    failed = run_cli("pack", lock.parent, "-p", "linux-64", "-o", tmp_path / "g.tar", "-vv")
+    failed = run_cli("pack", lock_dir, "-p", "linux-64", "-o", tmp_path / "g.tar", "-vv")
     assert failed.returncode == 1 and SECRET not in _all_output(failed)
 
 
