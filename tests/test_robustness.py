@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -181,6 +182,69 @@ def test_a_wrong_size_in_the_lockfile_is_packed_the_ordinary_way(project: Projec
     assert "packing the ordinary way: libgreet-1.2.3-h1234_0.conda" in err, err
     assert (tmp_path / "direct.tar").read_bytes() == staged.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+# --- unpack is atomic -----------------------------------------------------------------------------
+
+
+def _environment_state(prefix: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(prefix)): p.read_bytes() for p in sorted(prefix.rglob("*")) if p.is_file()}
+
+
+def test_a_failed_unpack_with_force_keeps_the_old_environment(project: Project, tmp_path: Path) -> None:
+    """A package that matches its repodata hash but is not a valid archive fails inside
+    rattler.install, after every check: the environment that was there survives untouched."""
+    good_pack = tmp_path / "good.tar"
+    pack_ok(project.dir, good_pack)
+    target = tmp_path / "deploy"
+    run_cli("unpack", good_pack, "-o", target, check=True)
+    before = _environment_state(target / "env")
+    assert before
+
+    good = members_of(good_pack)
+    repodata_name = next(i.name for i, _ in good if i.name.endswith("linux-64/repodata.json"))
+    repodata = json.loads(next(d for i, d in good if i.name == repodata_name) or b"{}")
+    victim = sorted(repodata["packages.conda"])[0]
+    junk = b"not a conda package " * 100
+    repodata["packages.conda"][victim].update(sha256=hashlib.sha256(junk).hexdigest(), size=len(junk))
+    members = replaced(good, repodata_name, json.dumps(repodata).encode())
+    broken = write_tar(tmp_path / "broken.tar", replaced(members, f"channel/linux-64/{victim}", junk))
+
+    line = assert_clean_error(run_cli("unpack", broken, "-o", target, "--force"), code=1)
+    assert "could not install packages" in line, line
+    assert _environment_state(target / "env") == before
+    assert sorted(p.name for p in target.iterdir()) == ["activate.sh", "env"]
+
+
+def test_sigkill_of_an_unpack_leaves_no_partial_environment(project: Project, tmp_path: Path) -> None:
+    pack = tmp_path / "e.tar"
+    pack_ok(project.dir, pack)
+    target = tmp_path / "deploy"
+    rng = random.Random(5)
+    leftovers: set[str] = set()
+    for round_ in range(5):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pixi_pack_ci.core", "unpack", str(pack), "-o", str(target), "--force", "-q"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        # Kill once its work folder (which names its PID) exists, at a random point of what follows
+        # (0.1-0.2 s here).
+        deadline = time.monotonic() + 30
+        while not (target.is_dir() and any(p.name.startswith(f".env.{proc.pid}.") for p in target.iterdir())):
+            assert time.monotonic() < deadline and proc.poll() is None, "the unpack never started its work folder"
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.08))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # No environment at all, or a whole one: never a prefix with some packages missing.
+        prefix = target / "env"
+        if prefix.exists():
+            assert len(list((prefix / "conda-meta").glob("*.json"))) == len(project.linux_packages), f"round {round_}"
+        leftovers |= {p.name for p in target.iterdir()}
+    assert any(name.endswith(".partial") for name in leftovers), "the kills should have landed mid-unpack"
+    run_cli("unpack", pack, "-o", target, "--force", check=True)
+    # The next unpack removed what the killed ones left behind.
+    assert sorted(p.name for p in target.iterdir()) == ["activate.sh", "env"]
 
 
 # --- hostile archives -----------------------------------------------------------------------------

@@ -31,6 +31,12 @@ def test_pack_unpack_roundtrip(project: Project, tmp_path: Path) -> None:
     run_cli("unpack", pack, "-o", target, check=True)
     prefix = target / "env"
 
+    # it was built in a hidden work folder and moved here: no file names the prefix it was built in
+    # (conda-meta does name the pack and cache it came from, as with any local channel)
+    assert sorted(p.name for p in target.iterdir()) == ["activate.sh", "env"]
+    files = [p for p in prefix.rglob("*") if p.is_file() and not p.is_symlink()]
+    assert not [p for p in files if b".partial/env" in p.read_bytes()]
+
     # every file of every package is present
     for pkg_json in (prefix / "conda-meta").glob("*.json"):
         for rel in json.loads(pkg_json.read_text())["files"]:

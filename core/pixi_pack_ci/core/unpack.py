@@ -1,4 +1,5 @@
-"""pack → environment: safe extraction, verification, ``rattler.install``, activation script."""
+"""pack → environment: safe extraction, verification, ``rattler.install`` into a hidden sibling that
+is renamed into place when whole, activation script."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import sys
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from rattler.install import InstallerReporter
 from rattler.platform import Subdir
 
 from .activation import SHELLS, write_activation_script
+from .atomic import remove_stale_partials, temp_prefix
 from .cache import file_digest
 from .errors import ArchiveError, PixiPackError, TargetExistsError, UnpackError, UnsafeArchiveError
 from .layout import CHANNEL_DIR, METADATA_FILE, PYPI_DIR, PackMetadata, parse_metadata, repodata_entries
@@ -368,6 +371,34 @@ class _InstallEvents:
             self._deleter.shutdown(wait=True)
 
 
+def _move_into_place(staging: Path, prefix: Path, aside: Path) -> None:
+    """Put the finished environment at ``prefix``; one that is there already (empty, or --force)
+    is moved aside only now, and back if the new one cannot take its place."""
+    moved_aside = False
+    try:
+        if prefix.exists() or prefix.is_symlink():
+            os.rename(prefix, aside)
+            moved_aside = True
+        os.rename(staging, prefix)
+    except OSError as exc:
+        if moved_aside:
+            with contextlib.suppress(OSError):
+                os.rename(aside, prefix)
+        raise UnpackError(f"cannot move the environment into {prefix}: {exc.strerror}") from None
+
+
+def _remove_work_folder(work: Path, patience: float = 10.0) -> None:
+    """Delete the work folder, again while something still writes into it: when one package fails,
+    ``rattler.install`` returns while its tasks for the other packages go on extracting into the
+    cache for a moment, and a single ``rmtree`` left their folders behind."""
+    deadline = time.monotonic() + patience
+    while True:
+        shutil.rmtree(work, ignore_errors=True)
+        if not os.path.lexists(work) or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
 def _wheels_in(root: Path) -> list[Path]:
     folder = root / PYPI_DIR
     if not folder.is_dir():
@@ -417,7 +448,12 @@ def run_unpack(
     except OSError as exc:
         raise UnpackError(f"cannot create output directory {output_dir}: {exc.strerror}") from None
 
-    work = Path(tempfile.mkdtemp(prefix=".pixi-pack-ci-unpack-", dir=output_dir))
+    # The environment is built in a hidden work folder beside it and moved into place when complete:
+    # a failed or killed unpack leaves no half-installed prefix, and --force keeps the old one until
+    # the new one is whole. The folder names this process, so the next unpack removes what a killed
+    # one left.
+    remove_stale_partials(prefix)
+    work = Path(tempfile.mkdtemp(prefix=temp_prefix(prefix), suffix=".partial", dir=output_dir))
     try:
         if source != "-" and Path(source).is_dir():
             pack = ExtractedPack(Path(source).absolute(), {}, disposable=False)
@@ -433,8 +469,7 @@ def run_unpack(
         python = find_python((json.loads(r.to_json()) for r in records), metadata.platform) if wheels else None
         if wheels and python is None:
             raise UnpackError("the pack has PyPI wheels but no python package to install them into")
-        if prefix.exists():
-            shutil.rmtree(prefix)
+        staging = work / "env"
         total = sum(r.size or 0 for r in records)
         with ProgressReporter(f"Installing {len(records)} packages", total, enabled=not quiet) as progress:
             events = _InstallEvents(records, progress, delete=pack.disposable)
@@ -442,7 +477,8 @@ def run_unpack(
                 asyncio.run(
                     rattler.install(
                         records,
-                        prefix,
+                        staging,
+                        alternative_target_prefix=prefix,  # what files that name their prefix get
                         cache_dir=work / "cache",
                         execute_link_scripts=False,
                         reporter=cast(InstallerReporter, events),
@@ -450,20 +486,19 @@ def run_unpack(
                     )
                 )
             except Exception as exc:
-                shutil.rmtree(prefix, ignore_errors=True)
                 raise UnpackError(f"could not install packages: {' '.join(str(exc).split())}") from None
             finally:
                 events.close()
         if wheels:
             assert python is not None
             try:
-                install_wheels(prefix, wheels, python)
+                install_wheels(staging, wheels, python, final_prefix=prefix)
             except PixiPackError as exc:
-                shutil.rmtree(prefix, ignore_errors=True)
                 raise UnpackError(str(exc)) from None
+        _move_into_place(staging, prefix, work / "replaced")
         write_activation_script(prefix, script, shell, metadata.platform)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        _remove_work_folder(work)
     names = tuple(sorted(f"{r.name.normalized}={r.version}={r.build}" for r in records))
     return UnpackResult(
         prefix=prefix, activation_script=script, platform=metadata.platform, packages=names, shell=shell

@@ -126,8 +126,11 @@ def canonical(name: str) -> str:
     return str(canonicalize_name(name))
 
 
-def install_wheels(prefix: Path, wheels: list[Path], py: PythonInfo) -> list[str]:
-    """Install wheels into the prefix offline, without running the target Python. Returns dist names."""
+def install_wheels(prefix: Path, wheels: list[Path], py: PythonInfo, *, final_prefix: Path | None = None) -> list[str]:
+    """Install wheels into the prefix offline, without running the target Python. Returns dist names.
+
+    ``final_prefix`` is where the environment will be used from when it is built elsewhere and
+    moved there afterwards: scripts get that interpreter in their shebang."""
     from installer import install
     from installer.destinations import SchemeDictionaryDestination
     from installer.sources import WheelFile
@@ -142,7 +145,7 @@ def install_wheels(prefix: Path, wheels: list[Path], py: PythonInfo) -> list[str
     }
     destination = SchemeDictionaryDestination(
         schemes,
-        interpreter=str(prefix / py.interpreter),
+        interpreter=str((final_prefix or prefix) / py.interpreter),
         script_kind="win-amd64" if py.is_windows else "posix",
         bytecode_optimization_levels=(),
     )
