@@ -352,9 +352,11 @@ class _InstallEvents:
         return self._token(package_name) if self._deleter is not None else 0
 
     def on_populate_cache_complete(self, cache_entry: int) -> None:
-        name = self._name(cache_entry) if self._deleter is not None else None
+        if self._deleter is None:
+            return
+        name = self._name(cache_entry)
         archive = self._archives.get(name) if name is not None else None
-        if archive is not None and self._deleter is not None:
+        if archive is not None:
             self._deleter.submit(archive[0].unlink, missing_ok=True)
 
     def on_link_start(self, operation: int, package_name: str) -> int:
