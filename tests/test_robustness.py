@@ -17,6 +17,7 @@ import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Project, assert_clean_error, cache_entries, credentialed_project, pack_ok, run_cli
@@ -202,8 +203,7 @@ def test_a_failed_unpack_with_force_keeps_the_old_environment(project: Project, 
     assert before
 
     good = members_of(good_pack)
-    repodata_name = next(i.name for i, _ in good if i.name.endswith("linux-64/repodata.json"))
-    repodata = json.loads(next(d for i, d in good if i.name == repodata_name) or b"{}")
+    repodata_name, repodata = linux_repodata(good)
     victim = sorted(repodata["packages.conda"])[0]
     junk = b"not a conda package " * 100
     repodata["packages.conda"][victim].update(sha256=hashlib.sha256(junk).hexdigest(), size=len(junk))
@@ -281,10 +281,15 @@ def replaced(members: list[Member], name: str, data: bytes) -> list[Member]:
     return [(info, data if info.name == name else content) for info, content in members]
 
 
+def linux_repodata(members: list[Member]) -> tuple[str, dict[str, Any]]:
+    """The member name and parsed content of a pack's linux-64 repodata.json."""
+    name = next(i.name for i, _ in members if i.name.endswith("linux-64/repodata.json"))
+    return name, json.loads(next(d for i, d in members if i.name == name) or b"{}")
+
+
 def hostile_cases(good: list[Member], tmp: Path) -> dict[str, tuple[Path, str]]:
     """name → (archive, words the error must contain)."""
-    repodata_name = next(i.name for i, _ in good if i.name.endswith("linux-64/repodata.json"))
-    repodata = json.loads(next(d for i, d in good if i.name == repodata_name) or b"{}")
+    repodata_name, repodata = linux_repodata(good)
     victim = sorted(repodata["packages.conda"])[0]
     wrong_hash = json.loads(json.dumps(repodata))
     wrong_hash["packages.conda"][victim]["sha256"] = "0" * 64
