@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,7 +128,11 @@ def atomic_output(target: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as out:
             yield out
             out.flush()
-            os.fchmod(out.fileno(), mode)
+            # Windows files have no mode bits, only a read-only flag (os.fchmod exists there only
+            # from Python 3.13, and sets just that flag): a new file is writable, as every mode
+            # passed here asks, and executables are told by their name there (.ps1, .exe).
+            if sys.platform != "win32":
+                os.fchmod(out.fileno(), mode)
             if named is None:
                 named = _link_anonymous(out.fileno(), target)
         os.replace(named, target)

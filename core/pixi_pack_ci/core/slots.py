@@ -18,18 +18,24 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from .cache import CHUNK
+from .compat import pwrite, read_at
 from .layout import Entry, write_entries
 from .model import Artifact
 from .tarwriter import DeterministicTarWriter
 
 #: Positioned reads and writes (``os.pwrite``, ``os.preadv``): everything here needs them; where
-#: they are missing (Windows) packs are written the ordinary way.
-POSITIONED_IO = hasattr(os, "pwrite") and hasattr(os, "preadv")
+#: they are missing (Windows; macOS before 11 has no preadv) packs are written the ordinary way.
+#: Tested on ``sys.platform`` first so that mypy --platform win32 knows it is False there.
+if sys.platform == "win32":
+    POSITIONED_IO = False
+else:
+    POSITIONED_IO = hasattr(os, "pwrite") and hasattr(os, "preadv")
 
 
 class SlotSizeError(Exception):
@@ -63,7 +69,7 @@ class SlotWriter:
             self.position += len(view)
             return len(data)
         while view:
-            n = os.pwrite(self.slot.fd, view, self.slot.offset + self.position)
+            n = pwrite(self.slot.fd, view, self.slot.offset + self.position)
             self.position += n
             view = view[n:]
         return len(data)
@@ -125,7 +131,7 @@ def hash_range(fd: int, digest: Any, start: int, stop: int | None = None) -> int
     position = start
     while stop is None or position < stop:
         want = CHUNK if stop is None else min(CHUNK, stop - position)
-        n = os.preadv(fd, [view[:want]], position)
+        n = read_at(fd, view[:want], position)
         if not n:
             if stop is not None:
                 raise OSError(f"file ends at {position}, expected {stop} bytes")
@@ -167,12 +173,12 @@ def fill_slot(source_fd: int, slot: ArchiveSlot) -> int:
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     while done < slot.size:
-        n = os.preadv(source_fd, [view[: min(CHUNK, slot.size - done)]], done)
+        n = read_at(source_fd, view[: min(CHUNK, slot.size - done)], done)
         if not n:
             break
         written = 0
         while written < n:
-            written += os.pwrite(slot.fd, view[written:n], slot.offset + done + written)
+            written += pwrite(slot.fd, view[written:n], slot.offset + done + written)
         done += n
     return done
 

@@ -32,6 +32,7 @@ from rattler.platform import Subdir
 from .activation import SHELLS, write_activation_script
 from .atomic import remove_stale_partials, temp_prefix
 from .cache import file_digest
+from .compat import read_at
 from .errors import ArchiveError, PixiPackError, TargetExistsError, UnpackError, UnsafeArchiveError
 from .layout import CHANNEL_DIR, METADATA_FILE, PYPI_DIR, PackMetadata, parse_metadata, repodata_entries
 from .model import UnpackResult
@@ -111,7 +112,7 @@ class _MemberCopier:
         try:
             with dest:
                 while size:
-                    n = _read_at(self.archive_fd, view[: min(CHUNK, size)], offset)
+                    n = read_at(self.archive_fd, view[: min(CHUNK, size)], offset)
                     if not n:
                         raise ArchiveError(f"archive is truncated inside {name}")
                     sha.update(view[:n])
@@ -133,24 +134,6 @@ class _MemberCopier:
         for job in self.jobs.values():
             job.cancel()
         self.pool.shutdown(wait=True)
-
-
-def _read_at(fd: int, view: memoryview, offset: int) -> int:
-    if hasattr(os, "preadv"):
-        return os.preadv(fd, [view], offset)
-    data = os.pread(fd, len(view), offset) if hasattr(os, "pread") else _read_at_seek(fd, len(view), offset)
-    view[: len(data)] = data
-    return len(data)
-
-
-_seek_lock = threading.Lock()
-
-
-def _read_at_seek(fd: int, n: int, offset: int) -> bytes:
-    # Windows has neither pread nor preadv: one shared position, so one reader at a time.
-    with _seek_lock:
-        os.lseek(fd, offset, os.SEEK_SET)
-        return os.read(fd, n)
 
 
 def _copy_from_stream(source: IO[bytes], dest: BinaryIO, name: str) -> tuple[str, int]:
