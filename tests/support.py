@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 import threading
@@ -334,3 +335,77 @@ def add_pypi_hashes(lock_path: Path, hashes: dict[str, str]) -> None:
                 i += 1
             out.append(f"  sha256: {hashes[line[len('- pypi: ') :]]}")
     lock_path.write_text("\n".join(out) + "\n")
+
+
+@dataclass
+class LockedPypi:
+    """A PyPI entry of a pixi lockfile: a wheel or sdist URL, or a folder such as ``.``."""
+
+    location: str
+    name: str
+    version: str | None = None
+    sha256: str | None = None
+    requires_python: str | None = ">=3.8"
+    editable: bool = False
+
+
+def write_pixi_lock(
+    path: Path,
+    version: int,
+    channel_url: str,
+    conda: dict[str, list[rattler.RepoDataRecord]],
+    pypi: dict[str, list[LockedPypi]] | None = None,
+    platform_subdirs: dict[str, str] | None = None,
+) -> Path:
+    """A lockfile laid out as pixi writes it (v6 or v7, one ``default`` environment):
+    ``conda`` and ``pypi`` map lockfile platform names to entries; ``platform_subdirs`` gives
+    v7 platform names that are not subdirs (``{"linux-64-cuda": "linux-64"}``).
+
+    py-rattler writes the conda records (the same fields pixi writes); the PyPI entries are
+    written here because py-rattler can neither give them hashes nor write folder entries, which
+    pixi writes as ``- pypi: .`` with no version in v7, and with ``version``, ``sha256`` and
+    ``editable: true`` in v6. Entries are sorted by name, as pixi sorts them.
+    """
+    pypi = pypi or {}
+    subdirs = platform_subdirs or {}
+    records = {r.file_name: r for rs in conda.values() for r in rs}
+    scratch = write_lockfile(path.with_suffix(".conda-only"), {"default": {"linux-64": list(records.values())}}, "x")
+    conda_text = scratch.read_text().split("\npackages:\n", 1)[1]
+    scratch.unlink()
+    by_url = {r.url: r.name.normalized for r in records.values()}
+    blocks: list[tuple[str, str]] = []
+    for block in ("\n" + conda_text).split("\n- conda: ")[1:]:
+        blocks.append((by_url[block.split("\n", 1)[0]], "- conda: " + block.rstrip("\n") + "\n"))
+    for entry in {e.location: e for es in pypi.values() for e in es}.values():
+        lines = [f"- pypi: {entry.location}", f"  name: {entry.name}"]
+        if entry.version and (version < 7 or not entry.location.startswith(".")):
+            # YAML would read 1.1 as a number; pixi quotes such versions.
+            quoted = re.fullmatch(r"[0-9.]+", entry.version) and entry.version.count(".") <= 1
+            lines.append(f"  version: '{entry.version}'" if quoted else f"  version: {entry.version}")
+        if entry.sha256 and (version < 7 or not entry.location.startswith(".")):
+            lines.append(f"  sha256: {entry.sha256}")
+        if entry.requires_python:
+            lines.append(f"  requires_python: '{entry.requires_python}'")
+        if entry.editable and version < 7:
+            lines.append("  editable: true")
+        blocks.append((entry.name, "\n".join(lines) + "\n"))
+    blocks.sort()
+    out = [f"version: {version}"]
+    names = sorted({*conda, *pypi})
+    if version >= 7:
+        out.append("platforms:")
+        for name in names:
+            out.append(f"- name: {name}")
+            if name in subdirs:
+                out.append(f"  subdir: {subdirs[name]}")
+    out += ["environments:", "  default:", "    channels:", f"    - url: {channel_url}"]
+    if pypi:
+        out += ["    indexes:", "    - https://pypi.org/simple"]
+    out.append("    packages:")
+    for name in names:
+        out.append(f"      {name}:")
+        out += [f"      - conda: {r.url}" for r in conda.get(name, [])]
+        out += [f"      - pypi: {e.location}" for e in pypi.get(name, [])]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out) + "\npackages:\n" + "".join(b for _, b in blocks))
+    return path

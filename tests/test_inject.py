@@ -53,6 +53,23 @@ def test_inject_valid_conda_packages(project: Project, tmp_path: Path, extra_pac
     assert (tmp_path / "deploy/env/conda-meta/my-webserver-0.1.0-pyh4616a5c_0.json").is_file()
 
 
+def test_inject_takes_several_files_per_flag(
+    project: Project, tmp_path: Path, extra_packages: dict[str, Path]
+) -> None:
+    # As pixi-pack: `-i a b`; the same pack as `-i a -i b`, and the manifest path is not swallowed
+    # when it comes first.
+    one_flag = tmp_path / "one.tar"
+    run_cli(
+        "pack", project.dir, "-p", "linux-64", "-o", one_flag, "-i", extra_packages["good"], extra_packages["good-bz2"],
+        check=True,
+    )  # fmt: skip
+    repeated = tmp_path / "repeated.tar"
+    pack_ok(project.dir, repeated, "-i", extra_packages["good"], "-i", extra_packages["good-bz2"])
+    assert one_flag.read_bytes() == repeated.read_bytes()
+    assert "channel/linux-64/my-tool-0.2.0-h0_0.tar.bz2" in _names(one_flag)
+    assert "channel/noarch/my-webserver-0.1.0-pyh4616a5c_0.conda" in _names(one_flag)
+
+
 def test_inject_broken_package_names_the_missing_dependency(
     project: Project, tmp_path: Path, extra_packages: dict[str, Path]
 ) -> None:

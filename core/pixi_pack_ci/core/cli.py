@@ -52,14 +52,6 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
 
 
-def _platform(value: str) -> str:
-    try:
-        Subdir(value)
-    except Exception:
-        raise argparse.ArgumentTypeError(f"unknown platform {value!r}") from None
-    return value
-
-
 def build_parser(pm: PluginManager) -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Pack pixi environments into pixi-pack compatible archives.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -89,9 +81,9 @@ def build_parser(pm: PluginManager) -> argparse.ArgumentParser:
         "--platform",
         action="append",
         dest="platforms",
-        type=_platform,
         metavar="PLATFORM",
-        help=f"target platform (repeatable; default: this machine's, {Subdir.current()})",
+        help=f"target platform: a platform name of the lockfile or a subdir (repeatable; default: this machine's, "
+        f"{Subdir.current()})",
     )
     pack.add_argument(
         "-o",
@@ -131,11 +123,13 @@ def build_parser(pm: PluginManager) -> argparse.ArgumentParser:
     pack.add_argument(
         "-i",
         "--inject",
-        action="append",
+        action="extend",
+        nargs="+",
         type=Path,
         default=[],
         metavar="FILE",
-        help="add a local .conda, .tar.bz2 or .whl file to the pack (repeatable; checked against the environment)",
+        help="add local .conda, .tar.bz2 or .whl files to the pack (several per flag, or repeat the flag; checked "
+        "against the environment); put MANIFEST_PATH before -i",
     )
     pack.add_argument(
         "--ignore-pypi-non-wheel",
@@ -216,7 +210,7 @@ def _cmd_pack(args: argparse.Namespace, pm: PluginManager) -> int:
             return 0
         for plan in plans:
             print(
-                f"{plan.environment} on {plan.platform} → {plan.output or 'stdout'}: "
+                f"{plan.environment} on {plan.platform_name} → {plan.output or 'stdout'}: "
                 f"{len(plan.artifacts)} packages, {human_size(plan.download_size)} to download"
             )
             for a in plan.artifacts:

@@ -68,6 +68,20 @@ def validate_conda(plan: PackPlan) -> None:
         raise PixiPackError(" ".join(str(exc).split())) from None
 
 
+def _replace_pypi_entry(plan: PackPlan, wheel: PypiArtifact) -> None:
+    """An injected wheel takes the place of the locked entry of the same normalized name, be it a
+    wheel or a folder, sdist or git entry (the hatch builder injects the project's own wheel for
+    the ``pypi: .`` entry pixi writes)."""
+    key = canonical(wheel.name)
+    for old in [w for w in plan.pypi if canonical(w.name) == key]:
+        plan.notes.append(f"injected wheel {wheel.describe()} replaces locked {old.describe()}")
+    for source in [s for s in plan.pypi_sources if canonical(s.name) == key]:
+        plan.notes.append(f"injected wheel {wheel.describe()} replaces locked {source.describe()}")
+    plan.pypi = [w for w in plan.pypi if canonical(w.name) != key]
+    plan.pypi_sources = [s for s in plan.pypi_sources if canonical(s.name) != key]
+    plan.pypi.append(wheel)
+
+
 def inject_files(plan: PackPlan, files: list[Path]) -> None:
     conda_added = False
     for path in files:
@@ -89,11 +103,7 @@ def inject_files(plan: PackPlan, files: list[Path]) -> None:
                     f"injected wheel {path.name} clashes with conda package {clash.describe()}; both would install "
                     f"{wheel.name}"
                 )
-            replaced_wheels = [w for w in plan.pypi if canonical(w.name) == canonical(wheel.name)]
-            plan.pypi = [w for w in plan.pypi if canonical(w.name) != canonical(wheel.name)]
-            plan.pypi.append(wheel)
-            for old_wheel in replaced_wheels:
-                plan.notes.append(f"injected wheel {wheel.describe()} replaces locked {old_wheel.describe()}")
+            _replace_pypi_entry(plan, wheel)
             plan.notes.append(
                 f"the dependencies of injected wheel {path.name} were not checked against the environment"
             )

@@ -95,8 +95,9 @@ def pack_entries(plan: PackPlan, files: dict[str, Path]) -> list[Entry]:
     for artifact in plan.conda:
         by_subdir.setdefault(artifact.subdir, []).append(artifact)
     seen: set[str] = set()
-    if by_subdir:
-        entries.append(Entry(CHANNEL_DIR))
+    # Always there, even for an environment with no packages, so an unpacker can tell a pack
+    # from any tar that holds a pixi-pack.json.
+    entries.append(Entry(CHANNEL_DIR))
     for subdir, packages in by_subdir.items():
         entries.append(Entry(f"{CHANNEL_DIR}/{subdir}"))
         entries.append(Entry(f"{CHANNEL_DIR}/{subdir}/repodata.json", data=repodata_json(subdir, packages)))

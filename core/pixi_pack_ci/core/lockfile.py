@@ -15,7 +15,7 @@ from .errors import (
     ManifestNotFoundError,
     PlatformNotFoundError,
 )
-from .model import CondaArtifact, PackPlan, PypiArtifact
+from .model import CondaArtifact, PackPlan, PypiArtifact, PypiSource
 from .records import repodata_entry
 from .redact import SECRETS
 
@@ -125,14 +125,45 @@ def _pypi_sha256(pkg: rattler.PypiLockedPackage) -> str | None:
         return None
 
 
-def build_plan(
-    loaded: LoadedLockfile, environment: str, platform: str, *, ignore_pypi_non_wheel: bool = False
-) -> PackPlan:
-    """The plan for one environment and platform, straight from the lockfile.
+def _platform_choices(loaded: LoadedLockfile, env: rattler.Environment) -> dict[str, str] | None:
+    """The platforms an environment can be packed for: lockfile name → conda subdir.
 
-    PyPI entries that are not wheels (sdists, folders, editable installs) stop the plan unless
-    ``ignore_pypi_non_wheel``, in which case they are skipped and named in ``plan.notes``.
+    An environment with no packages at all has no platforms of its own: it is empty on every
+    platform the lockfile declares (v7), or on any platform when the lockfile declares none
+    (``None``; older versions keep platforms per environment only).
     """
+    platforms = env.platforms() or loaded.lock.platforms()
+    if not platforms:
+        return None
+    return {p.name: str(p.subdir) for p in platforms}
+
+
+def resolve_platform(choices: dict[str, str] | None, requested: str, where: str) -> tuple[str, str]:
+    """``(name, subdir)`` for ``-p requested``: a lockfile platform name, or a subdir that exactly
+    one of the names is for (``-p linux-64`` picks ``p1`` when ``p1`` is the only linux-64 one)."""
+    if choices is None:
+        try:
+            return requested, str(rattler.Subdir(requested))
+        except Exception:
+            raise PlatformNotFoundError(f"unknown platform {requested!r} ({where})") from None
+    if requested in choices:
+        return requested, choices[requested]
+    named = sorted(name for name, subdir in choices.items() if subdir == requested)
+    if len(named) == 1:
+        return named[0], requested
+    listed = ", ".join(name if subdir == name else f"{name} ({subdir})" for name, subdir in sorted(choices.items()))
+    if named:
+        raise PlatformNotFoundError(
+            f"platform {requested!r} is ambiguous for {where}: it is the subdir of {', '.join(named)}; "
+            "pass one of those names with -p"
+        )
+    raise PlatformNotFoundError(f"platform {requested!r} not found for {where}; it has: {listed or 'none'}")
+
+
+def build_plan(loaded: LoadedLockfile, environment: str, platform: str) -> PackPlan:
+    """The plan for one environment and platform (a lockfile platform name or a subdir), straight
+    from the lockfile. PyPI entries that are not wheels are kept in ``plan.pypi_sources`` for
+    plugins and ``--inject`` to replace; :func:`settle_pypi_sources` decides about the rest."""
     env = loaded.lock.environment(environment)
     if env is None:
         names = ", ".join(loaded.environment_names()) or "none"
@@ -141,43 +172,56 @@ def build_plan(
             file=str(loaded.path),
             line=line_of(loaded.path, r"^environments:"),
         )
-    platforms = {p.name: p for p in env.platforms()}
-    lock_platform = platforms.get(platform)
-    if lock_platform is None:
-        names = ", ".join(sorted(platforms)) or "none"
-        raise PlatformNotFoundError(
-            f"platform {platform!r} not found for environment {environment!r} in {loaded.path.name}; it has: {names}",
-            file=str(loaded.path),
-            line=line_of(loaded.path, rf"^  {re.escape(environment)}:\s*$"),
+    try:
+        name, subdir = resolve_platform(
+            _platform_choices(loaded, env), platform, f"environment {environment!r} in {loaded.path.name}"
         )
-    plan = PackPlan(environment=environment, platform=platform, lockfile=loaded.path)
-    for pkg in env.packages(lock_platform) or []:
-        if isinstance(pkg, rattler.CondaLockedSourcePackage):
-            raise LockfileError(
-                f"package {pkg.name!r} is a source package ({pkg.location}); pixi-pack-ci packs built "
-                "packages only: build it (pixi publish, rattler-build) and add the result with --inject",
-                file=str(loaded.path),
-                line=line_of(loaded.path, re.escape(str(pkg.location))),
-            )
-        if isinstance(pkg, rattler.CondaLockedBinaryPackage):
-            plan.conda.append(_conda_artifact(pkg, loaded.directory))
-            SECRETS.add_from_url(plan.conda[-1].url)
-        elif isinstance(pkg, rattler.PypiLockedPackage):
-            wheel = _pypi_artifact(pkg, loaded.directory)
-            SECRETS.add_from_url(wheel.url)
-            if wheel.file_name.endswith(".whl"):
-                plan.pypi.append(wheel)
-            elif ignore_pypi_non_wheel:
-                plan.notes.append(f"skipped PyPI package {pkg.name} {pkg.version}: not a wheel ({pkg.location})")
-            else:
-                raise LockfileError(
-                    f"PyPI package {pkg.name} is not a wheel ({pkg.location}); build a wheel and --inject it, "
-                    "or pass --ignore-pypi-non-wheel to leave it out",
-                    file=str(loaded.path),
-                    line=line_of(loaded.path, re.escape(str(pkg.location))),
-                )
-        else:
-            raise LockfileError(
-                f"package {pkg.name!r} has an entry kind pixi-pack-ci does not know", file=str(loaded.path)
-            )
+    except PlatformNotFoundError as exc:
+        exc.file, exc.line = str(loaded.path), line_of(loaded.path, rf"^  {re.escape(environment)}:\s*$")
+        raise
+    plan = PackPlan(environment=environment, platform=subdir, platform_name=name, lockfile=loaded.path)
+    lock_platform = next((p for p in env.platforms() if p.name == name), None)
+    packages = env.packages(lock_platform) if lock_platform is not None else None
+    for pkg in packages or []:
+        _add_package(plan, pkg, loaded)
     return plan
+
+
+def _add_package(plan: PackPlan, pkg: rattler.LockedPackage, loaded: LoadedLockfile) -> None:
+    if isinstance(pkg, rattler.CondaLockedSourcePackage):
+        raise LockfileError(
+            f"package {pkg.name!r} is a source package ({pkg.location}); pixi-pack-ci packs built "
+            "packages only: build it (pixi publish, rattler-build) and add the result with --inject",
+            file=str(loaded.path),
+            line=line_of(loaded.path, re.escape(str(pkg.location))),
+        )
+    if isinstance(pkg, rattler.CondaLockedBinaryPackage):
+        plan.conda.append(_conda_artifact(pkg, loaded.directory))
+        SECRETS.add_from_url(plan.conda[-1].url)
+    elif isinstance(pkg, rattler.PypiLockedPackage):
+        wheel = _pypi_artifact(pkg, loaded.directory)
+        SECRETS.add_from_url(wheel.url)
+        if wheel.file_name.endswith(".whl"):
+            plan.pypi.append(wheel)
+        else:
+            # py-rattler reports a missing version (v7 folders) as "<dynamic>".
+            version = None if pkg.version.startswith("<") else pkg.version
+            plan.pypi_sources.append(PypiSource(pkg.name, version, str(pkg.location), _pypi_sha256(pkg)))
+    else:
+        raise LockfileError(f"package {pkg.name!r} has an entry kind pixi-pack-ci does not know", file=str(loaded.path))
+
+
+def settle_pypi_sources(plan: PackPlan, *, ignore: bool) -> None:
+    """After the plan hooks: a non-wheel PyPI entry nothing replaced stops the plan, or with
+    ``ignore`` (``--ignore-pypi-non-wheel``) is left out and named in ``plan.notes``."""
+    for source in plan.pypi_sources:
+        if not ignore:
+            raise LockfileError(
+                f"PyPI package {source.name} is not a wheel ({source.location}); build its wheel and pass it with "
+                "--inject (it replaces the locked entry), or pass --ignore-pypi-non-wheel to leave it out",
+                file=str(plan.lockfile),
+                line=line_of(plan.lockfile, rf"^- pypi: {re.escape(source.location)}\s*$"),
+            )
+        version = f" {source.version}" if source.version else ""
+        plan.notes.append(f"skipped PyPI package {source.name}{version}: not a wheel ({source.location})")
+    plan.pypi_sources = []

@@ -79,6 +79,24 @@ Artifact = CondaArtifact | PypiArtifact
 
 
 @dataclass
+class PypiSource:
+    """A locked PyPI entry that is not a wheel: a folder (the project itself as ``pypi: .``, a
+    sub-package), an sdist or a ``git+`` URL. Packs hold wheels only, so before anything is
+    downloaded a plugin or ``--inject`` must replace it with a wheel of the same (normalized)
+    name; what is left stops the plan, or is left out with ``--ignore-pypi-non-wheel``."""
+
+    name: str
+    #: ``None`` where the lockfile gives none (v7 writes no version for folders).
+    version: str | None
+    #: As written in the lockfile (``.``, ``./lib``, an sdist URL, ``git+https://…``).
+    location: str
+    sha256: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.location})"
+
+
+@dataclass
 class PackPlan:
     """Everything one pack will contain, decided before anything is downloaded.
 
@@ -86,15 +104,24 @@ class PackPlan:
     """
 
     environment: str
+    #: The conda subdir the pack is for (``linux-64``): what ``pixi-pack.json`` records.
     platform: str
     lockfile: Path
     conda: list[CondaArtifact] = field(default_factory=list)
     pypi: list[PypiArtifact] = field(default_factory=list)
+    #: Locked PyPI entries that are not wheels, still waiting for a wheel (see :class:`PypiSource`).
+    pypi_sources: list[PypiSource] = field(default_factory=list)
+    #: The lockfile's name of the platform (v7 lockfiles may name one ``linux-64-cuda`` on subdir
+    #: ``linux-64``); the subdir itself when the lockfile gives no other name.
+    platform_name: str = ""
     #: Where the pack goes; ``None`` means standard output (tar or executable).
     output: Path | None = None
     kind: PackKind = "tar"
     #: Messages for the user collected while planning (skipped entries, replacements, …).
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.platform_name = self.platform_name or self.platform
 
     @property
     def artifacts(self) -> list[Artifact]:
@@ -108,6 +135,7 @@ class PackPlan:
         return {
             "environment": self.environment,
             "platform": self.platform,
+            "platform_name": self.platform_name,
             "output": str(self.output) if self.output else "-",
             "kind": self.kind,
             "size": self.download_size,
@@ -148,11 +176,14 @@ class PackResult:
     size: int
     packages: tuple[dict[str, Any], ...]
     lockfile: Path
+    #: The lockfile's name of the platform (equal to ``platform`` unless a v7 lockfile names it).
+    platform_name: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "environment": self.environment,
             "platform": self.platform,
+            "platform_name": self.platform_name or self.platform,
             "kind": self.kind,
             "path": str(self.path) if self.path else "-",
             "sha256": self.sha256,

@@ -22,7 +22,7 @@ from .errors import ArchiveError, PixiPackError, UsageError
 from .executable import HashingSink, executable_suffix, resolve_unpacker, write_executable
 from .fetch import FetchContext, fetch_artifacts
 from .layout import Entry, pack_entries, write_entries
-from .lockfile import build_plan, load_lockfile
+from .lockfile import build_plan, load_lockfile, settle_pypi_sources
 from .model import Artifact, CondaArtifact, PackOptions, PackPlan, PackResult, artifact_summary
 from .progress import ProgressReporter
 from .slots import (
@@ -64,7 +64,9 @@ def plan_packs(options: PackOptions, hook: Any) -> list[PackPlan]:
         raise UsageError("-o/--output names a single pack; with several -e/-p use --output-dir")
     plans: list[PackPlan] = []
     for environment, platform in pairs:
-        plan = build_plan(loaded, environment, platform, ignore_pypi_non_wheel=options.ignore_pypi_non_wheel)
+        plan = build_plan(loaded, environment, platform)
+        if any((p.environment, p.platform_name) == (environment, plan.platform_name) for p in plans):
+            continue  # -p linux-64 and -p p1 can name the same lockfile platform
         plan.kind = kind  # type: ignore[assignment]
         if single:
             if options.output == "-":
@@ -72,16 +74,18 @@ def plan_packs(options: PackOptions, hook: Any) -> list[PackPlan]:
                     raise UsageError("--directory-only cannot write to standard output")
                 plan.output = None
             elif options.output is None:
-                plan.output = Path(_output_name(kind, platform)).absolute()
+                plan.output = Path(_output_name(kind, plan.platform)).absolute()
             else:
                 output = Path(options.output)
                 if kind == "executable":  # as pixi-pack: the extension follows the target platform
-                    output = output.with_suffix(executable_suffix(platform))
+                    output = output.with_suffix(executable_suffix(plan.platform))
                 plan.output = output.absolute()
         else:
-            name = _output_name(kind, platform, f"{environment}-{platform}")
+            # The lockfile's platform name, so two names on one subdir get two files.
+            name = _output_name(kind, plan.platform, f"{environment}-{plan.platform_name}")
             plan.output = ((options.output_dir or Path(".")) / name).absolute()
         hook.pixi_pack_ci_modify_plan(plan=plan, options=options)
+        settle_pypi_sources(plan, ignore=options.ignore_pypi_non_wheel)
         check_wheels(plan)
         plans.append(plan)
     return plans
@@ -205,6 +209,7 @@ def _pack_result(plan: PackPlan, path: Path | None, sha256: str | None, size: in
         size=size,
         packages=tuple(artifact_summary(a) for a in plan.artifacts),
         lockfile=plan.lockfile,
+        platform_name=plan.platform_name,
     )
 
 
@@ -417,7 +422,7 @@ def write_pack(
             _write_tar(entries, sink, progress, unverified, cache, owners)
         return sink
 
-    with ProgressReporter(f"Writing {plan.environment}-{plan.platform}", total, enabled=not quiet) as progress:
+    with ProgressReporter(f"Writing {plan.environment}-{plan.platform_name}", total, enabled=not quiet) as progress:
         if plan.output is None:
             sink = write_stream(sys.stdout.buffer, progress)
             return _pack_result(plan, None, sink.sha256.hexdigest(), sink.size)

@@ -297,9 +297,7 @@ def _load_records(root: Path, digests: dict[str, str]) -> list[rattler.RepoDataR
                 raise ArchiveError(f"repodata.json in {subdir.name} has an unreadable entry {file_name!r}")
             record.url = (subdir / file_name).as_uri()
             records.append(record)
-    if not records:
-        raise ArchiveError("the pack contains no conda packages")
-    return records
+    return records  # none for an empty environment: it unpacks to an empty prefix
 
 
 class _InstallEvents:
