@@ -93,6 +93,7 @@ def test_one_pack_sets_every_output_and_the_summary(project: Project, tmp_path: 
     assert entry == {
         "environment": "default",
         "platform": "linux-64",
+        "platform_name": "linux-64",
         "path": "pixi-packs/default-linux-64.tar",
         "sha256": sha256(pack),
         "size": pack.stat().st_size,
@@ -232,3 +233,24 @@ def test_cache_key_follows_the_lockfile_and_the_platforms(project: Project, tmp_
     assert key(platforms="linux-64 win-64")["key"] != first["key"]
     project.lockfile.write_text(project.lockfile.read_text() + "\n")
     assert key(platforms="linux-64")["key"] != first["key"]
+
+
+def test_platform_names_of_a_v7_lockfile(project: Project, tmp_path: Path) -> None:
+    # A v7 lockfile may name a platform apart from its subdir; the action passes names through.
+    from support import channel_records, write_pixi_lock
+
+    records = channel_records(project.channel.path, project.channel.url)
+    linux = records["linux-64"] + records["noarch"]
+    named = tmp_path / "named"
+    write_pixi_lock(
+        named / "pixi.lock", 7, project.channel.url, {"linux-64": linux, "linux-64-cuda": linux[:2]},
+        platform_subdirs={"linux-64-cuda": "linux-64"},
+    )  # fmt: skip
+    step = run_step(tmp_path / "ws", {"manifest-path": str(named), "platforms": "linux-64 linux-64-cuda"})
+    assert step.proc.returncode == 0, step.stderr
+    packs = json.loads(step.outputs["packs-json"])
+    assert [(p["platform_name"], p["platform"], p["path"]) for p in packs] == [
+        ("linux-64", "linux-64", "pixi-packs/default-linux-64.tar"),
+        ("linux-64-cuda", "linux-64", "pixi-packs/default-linux-64-cuda.tar"),
+    ]
+    assert "| linux-64-cuda |" in step.summary

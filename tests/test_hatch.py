@@ -3,6 +3,7 @@ temporary project whose pixi.lock points at the loopback channel and includes py
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -12,9 +13,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
-import rattler
 from conftest import PY, DemoChannel, run_cli
-from support import channel_records
+from support import LockedPypi, build_wheel, channel_records, write_pixi_lock
 
 REPO = Path(__file__).resolve().parent.parent
 MODULE = 'GREETING = "hello from demo_app"\n'
@@ -38,31 +38,54 @@ def plugin_source(tmp_path_factory: pytest.TempPathFactory) -> str:
     return copy.as_uri()
 
 
-def make_hatch_project(base: Path, channel: DemoChannel, python_channel: Path, plugin_source: str) -> Path:
+def make_hatch_project(
+    base: Path, channel: DemoChannel, python_channel: Path, plugin_source: str, lock_version: int = 7
+) -> Path:
+    """A project as ``pixi init --format pyproject`` lays it out (``src/<name>/``, everything in
+    pyproject.toml, the project itself an editable path dependency) and its pixi.lock as pixi
+    writes it: python from conda, one ordinary wheel, and the project as ``pypi: .`` (v7) or
+    ``pypi: ./`` with ``editable: true`` (v6)."""
     project = base / "demo-app"
     (project / "src" / "demo_app").mkdir(parents=True)
-    (project / "src" / "demo_app" / "__init__.py").write_text(MODULE)
+    (project / "src" / "demo_app" / "__init__.py").write_text(MODULE + "from extra_lib import EXTRA\n")
+    extra = build_wheel(channel.path / "pypi" / "hatch", "extra-lib", "1.1", {"extra_lib": "EXTRA = 'extra'\n"})
     conda = channel_records(channel.path, channel.url)
     py = channel_records(python_channel, channel.url + "py/")["linux-64"]
-    lock = rattler.LockFile([rattler.LockPlatform("linux-64")])
-    lock.set_channels("default", [rattler.LockChannel(channel.url)])
-    for record in conda["noarch"] + py + [r for r in conda["linux-64"] if r.name.normalized == "hello-tool"]:
-        lock.add_conda_package("default", rattler.LockPlatform("linux-64"), record)
-    lock.to_path(project / "pixi.lock")
-    (project / "pixi.toml").write_text('[workspace]\nname = "demo-app"\nchannels = []\nplatforms = ["linux-64"]\n')
+    hello = [r for r in conda["linux-64"] if r.name.normalized in ("hello-tool", "libgreet")]
+    wheel = LockedPypi(
+        f"{channel.url}pypi/hatch/{extra.name}", "extra-lib", "1.1", hashlib.sha256(extra.read_bytes()).hexdigest()
+    )
+    self_entry = LockedPypi(
+        "." if lock_version >= 7 else "./", "demo-app", "0.3.0", "5" * 64, editable=True
+    )
+    write_pixi_lock(
+        project / "pixi.lock",
+        lock_version,
+        channel.url,
+        {"linux-64": conda["noarch"] + py + hello},
+        {"linux-64": [wheel, self_entry]},
+    )
     (project / "pyproject.toml").write_text(
         f"""\
-[build-system]
-requires = ["hatchling>=1.26", "pixi-pack-ci @ {plugin_source}"]
-build-backend = "hatchling.build"
-
 [project]
+authors = [{{name = "Demo", email = "demo@example.org"}}]
+dependencies = ["extra-lib"]
 name = "demo-app"
+requires-python = ">= 3.8"
 version = "0.3.0"
-requires-python = ">=3.8"
 
-[tool.hatch.build.targets.wheel]
-packages = ["src/demo_app"]
+[build-system]
+build-backend = "hatchling.build"
+requires = ["hatchling>=1.26", "pixi-pack-ci @ {plugin_source}"]
+
+[tool.pixi.workspace]
+channels = ["{channel.url}"]
+platforms = ["linux-64"]
+
+[tool.pixi.pypi-dependencies]
+demo_app = {{ path = ".", editable = true }}
+
+[tool.pixi.tasks]
 
 [tool.hatch.build.targets.pixi-pack]
 environments = ["default"]
@@ -94,14 +117,23 @@ def unpack_and_import(pack: Path, target: Path) -> str:
     assert proc.returncode == 0, proc.stderr
     greeting, module_file = proc.stdout.splitlines()
     assert greeting == "hello from demo_app"
-    assert Path(module_file).is_relative_to(target / "env" / "lib" / f"python{PY}" / "site-packages")
+    site = target / "env" / "lib" / f"python{PY}" / "site-packages"
+    assert Path(module_file).is_relative_to(site)
+    # A real install of the wheel, not pixi's editable one: no .pth pointing back at the sources,
+    # no editable hooks, and a RECORD that names the package's files.
+    leftovers = [p.name for p in site.iterdir() if p.suffix == ".pth" or "editable" in p.name.lower()]
+    assert leftovers == []
+    record = (site / "demo_app-0.3.0.dist-info" / "RECORD").read_text()
+    assert "demo_app/__init__.py," in record
+    assert not (site / "demo_app-0.3.0.dist-info" / "direct_url.json").exists()
     return module_file
 
 
+@pytest.mark.parametrize("lock_version", [6, 7])
 def test_hatch_build_target_packs_the_project_wheel(
-    tmp_path: Path, channel: DemoChannel, python_channel: Path, plugin_source: str
+    tmp_path: Path, channel: DemoChannel, python_channel: Path, plugin_source: str, lock_version: int
 ) -> None:
-    project = make_hatch_project(tmp_path, channel, python_channel, plugin_source)
+    project = make_hatch_project(tmp_path, channel, python_channel, plugin_source, lock_version)
     proc = subprocess.run(
         [bin_tool("hatch"), "build", "-t", "pixi-pack"],
         cwd=project,
@@ -116,7 +148,7 @@ def test_hatch_build_target_packs_the_project_wheel(
     assert not list((project / "dist").glob("*.whl")), "the builder's own wheel is an input, not an output"
     with tarfile.open(pack) as tar:
         names = tar.getnames()
-    assert "pypi/demo_app-0.3.0-py3-none-any.whl" in names
+    assert "pypi/demo_app-0.3.0-py3-none-any.whl" in names and "pypi/extra_lib-1.1-py3-none-any.whl" in names
     assert any(n.startswith("channel/linux-64/python-") for n in names)
     unpack_and_import(pack, tmp_path / "deploy")
 

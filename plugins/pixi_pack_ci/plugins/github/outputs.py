@@ -37,6 +37,7 @@ def action_outputs(packs: Sequence[PackResult], report: dict[str, Any]) -> dict[
                 {
                     "environment": p.environment,
                     "platform": p.platform,
+                    "platform_name": p.platform_name or p.platform,
                     "path": display_path(p.path) if p.path else "-",
                     "sha256": p.sha256,
                     "size": p.size,
@@ -66,7 +67,7 @@ def job_summary(packs: Sequence[PackResult], report: dict[str, Any]) -> str:
     for p in packs:
         name = display_path(p.path) if p.path else "standard output"
         digest = f"`{p.sha256}`" if p.sha256 else "—"
-        cells = [f"`{_cell(name)}`", _cell(p.environment), p.platform, human_size(p.size), digest, str(len(p.packages))]
+        cells = [f"`{_cell(name)}`", _cell(p.environment), _cell(p.platform_name or p.platform), human_size(p.size), digest, str(len(p.packages))]
         lines.append("| " + " | ".join(cells) + " |")
     attestation = report.get("attestation")
     if attestation:

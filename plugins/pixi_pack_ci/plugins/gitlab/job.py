@@ -34,6 +34,7 @@ def packs_document(packs: Sequence[PackResult], report: Mapping[str, Any], env: 
             {
                 "environment": p.environment,
                 "platform": p.platform,
+                "platform_name": p.platform_name or p.platform,
                 "path": p.path.name if p.path else "-",
                 "sha256": p.sha256,
                 "size": p.size,
