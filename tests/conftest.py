@@ -25,6 +25,17 @@ from support import (
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip tests marked ``posix`` on other systems (Windows): what they exercise does not exist
+    there, so they would fail for that reason alone."""
+    if os.name == "posix":
+        return
+    skip = pytest.mark.skip(reason="needs a POSIX system")
+    for item in items:
+        if item.get_closest_marker("posix"):
+            item.add_marker(skip)
+
+
 def demo_specs() -> list[PackageSpec]:
     specs = [
         PackageSpec(

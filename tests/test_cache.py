@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import Project, cache_entries, pack_ok
 
 
@@ -63,6 +64,7 @@ def _requests(project: Project, name: str) -> int:
     return project.channel.server.requests[f"/linux-64/{name}"]
 
 
+@pytest.mark.posix  # copying from the cache into the pack needs positioned I/O
 def test_a_warm_pack_trusts_unchanged_entries_and_reuses_the_remembered_hash(project: Project, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     pack_ok(project.dir, tmp_path / "a.tar", "--use-cache", cache)

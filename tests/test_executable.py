@@ -40,6 +40,7 @@ def _header_numbers(data: bytes) -> dict[str, int]:
     }
 
 
+@pytest.mark.posix  # the executable bit, and a script run by its shebang
 def test_sh_structure_and_run(project: Project, tmp_path: Path, stand_in_unpacker: Path) -> None:
     out = tmp_path / "env.tar"  # the extension is replaced by .sh, as pixi-pack does
     _pack_exe(project, out, stand_in_unpacker)
@@ -80,6 +81,7 @@ def test_truncated_executable_fails_clearly(project: Project, tmp_path: Path, st
     assert not list(tmp_path.glob("pixi-pack-ci.*"))
 
 
+@pytest.mark.posix  # the .sh runs the unpacker by its executable bit and shebang
 def test_wrong_platform_and_failed_unpack_clean_up(project: Project, tmp_path: Path, stand_in_unpacker: Path) -> None:
     _pack_exe(project, tmp_path / "mac.sh", stand_in_unpacker, platform="osx-arm64")
     proc = subprocess.run(["bash", str(tmp_path / "mac.sh")], capture_output=True, text=True)
@@ -98,6 +100,7 @@ def test_wrong_platform_and_failed_unpack_clean_up(project: Project, tmp_path: P
     assert not list(tmp_path.glob("pixi-pack-ci.*"))
 
 
+@pytest.mark.posix  # a POSIX PATH; the unpacker runs by its executable bit and shebang
 def test_no_embedded_unpacker_uses_path(project: Project, tmp_path: Path, stand_in_unpacker: Path) -> None:
     _pack_exe(project, tmp_path / "env.sh", "none")
     nums = _header_numbers((tmp_path / "env.sh").read_bytes())
@@ -173,6 +176,7 @@ def test_executable_flag_errors(project: Project, tmp_path: Path) -> None:
     assert not (tmp_path / "e.sh").exists()
 
 
+@pytest.mark.posix  # the resource module
 def test_big_pack_unpacks_with_flat_memory(channel: DemoChannel, tmp_path: Path, stand_in_unpacker: Path) -> None:
     """A pack of more than 200 MB unpacks from the .sh with a peak RSS under 100 MB in every process."""
     big = tmp_path / "big-channel"
@@ -207,6 +211,7 @@ def test_big_pack_unpacks_with_flat_memory(channel: DemoChannel, tmp_path: Path,
     assert hashlib.sha256(blob.read_bytes()).digest() == hashlib.sha256(source.read_bytes()).digest()
 
 
+@pytest.mark.posix  # the .sh runs the unpacker by its executable bit and shebang
 def test_unpacker_from_url_is_downloaded_once_and_cached(
     project: Project, tmp_path: Path, stand_in_unpacker: Path
 ) -> None:

@@ -53,6 +53,7 @@ def wheel_project(tmp_path: Path, channel: DemoChannel, python_channel: Path) ->
     return project, {"alpha": alpha, "beta": beta, "gamma": gamma}
 
 
+@pytest.mark.posix  # runs a console script by its shebang, and bash with a POSIX PATH
 def test_wheels_pack_and_install(wheel_project: tuple[Path, dict[str, Path]], tmp_path: Path) -> None:
     project, wheels = wheel_project
     cache = tmp_path / "cache"
@@ -108,6 +109,7 @@ def test_wheels_pack_and_install(wheel_project: tuple[Path, dict[str, Path]], tm
     assert activated.stdout == "alpha ok\n"
 
 
+@pytest.mark.posix  # packs are written in place only with positioned I/O (pwrite/preadv): not on Windows
 def test_wheels_are_appended_to_a_pack_written_in_place(
     wheel_project: tuple[Path, dict[str, Path]], tmp_path: Path
 ) -> None:

@@ -63,6 +63,7 @@ def assert_clean_error_last_line(proc: subprocess.CompletedProcess[bytes]) -> st
 # --- SIGKILL --------------------------------------------------------------------------------------
 
 
+@pytest.mark.posix  # SIGKILL
 def test_sigkill_leaves_no_partial_pack_and_a_usable_cache(project: Project, tmp_path: Path) -> None:
     reference = tmp_path / "reference.tar"
     pack_ok(project.dir, reference)
@@ -92,6 +93,7 @@ def test_sigkill_leaves_no_partial_pack_and_a_usable_cache(project: Project, tmp
     assert cache_entries(cache) == project.linux_packages
 
 
+@pytest.mark.posix  # SIGKILL
 def test_sigkill_of_a_pack_written_in_place_leaves_nothing(project: Project, tmp_path: Path) -> None:
     """Without a cache the pack is written in place while it downloads: a kill must still leave
     no pack, and the next run removes the killed runs' partial file and download folder."""
@@ -131,6 +133,7 @@ def test_sigkill_of_a_pack_written_in_place_leaves_nothing(project: Project, tmp
 # --- packs written in place -----------------------------------------------------------------------
 
 
+@pytest.mark.posix  # packs are written in place only with positioned I/O (pwrite/preadv): not on Windows
 def test_every_way_of_writing_a_pack_gives_the_same_bytes(project: Project, tmp_path: Path) -> None:
     """Four writers, one archive: downloads straight into the pack; downloads kept in a cache and
     copied into the pack; a warm cache copied in the kernel; and the streamed tar (stdout)."""
@@ -148,6 +151,7 @@ def test_every_way_of_writing_a_pack_gives_the_same_bytes(project: Project, tmp_
     assert streamed == reference
 
 
+@pytest.mark.posix  # packs are written in place only with positioned I/O (pwrite/preadv): not on Windows
 def test_a_corrupt_cache_entry_is_fetched_again_when_packing_in_place(project: Project, tmp_path: Path) -> None:
     """One entry of a cache lost its record and had its bytes changed (same size): the in-place
     pack copies it, finds the slot does not match the lockfile, drops the entry and downloads it."""
@@ -165,6 +169,7 @@ def test_a_corrupt_cache_entry_is_fetched_again_when_packing_in_place(project: P
     assert victim.read_bytes() != bytes(data)
 
 
+@pytest.mark.posix  # packs are written in place only with positioned I/O (pwrite/preadv): not on Windows
 @pytest.mark.parametrize("delta", [1, -1])
 def test_a_wrong_size_in_the_lockfile_is_packed_the_ordinary_way(project: Project, tmp_path: Path, delta: int) -> None:
     """The in-place layout trusts the lockfile's sizes; bytes that match the hash but not the size
@@ -216,6 +221,7 @@ def test_a_failed_unpack_with_force_keeps_the_old_environment(project: Project, 
     assert sorted(p.name for p in target.iterdir()) == ["activate.sh", "env"]
 
 
+@pytest.mark.posix  # SIGKILL
 def test_sigkill_of_an_unpack_leaves_no_partial_environment(project: Project, tmp_path: Path) -> None:
     pack = tmp_path / "e.tar"
     pack_ok(project.dir, pack)

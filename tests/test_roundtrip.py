@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
+import pytest
 from conftest import Project, pack_ok, run_cli
 from support import PLACEHOLDER
 
 
+@pytest.mark.posix  # symlinks, and the activation script sourced by bash with a POSIX PATH
 def test_pack_unpack_roundtrip(project: Project, tmp_path: Path) -> None:
     pack = tmp_path / "out" / "environment.tar"
     proc = pack_ok(project.dir, pack, "--json")
@@ -124,6 +125,8 @@ def test_unpack_force_replaces_environment(project: Project, tmp_path: Path) -> 
 def _stderr_on_a_terminal(*args: str | Path) -> str:
     """Run the CLI with stderr on a pseudo-terminal (stdout captured apart) and return what the
     terminal showed, so the progress bars are drawn as a user sees them."""
+    import pty  # POSIX only: imported here so that the module still loads (and skips) elsewhere
+
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "pixi_pack_ci.core", *map(str, args)],
@@ -146,6 +149,7 @@ def _stderr_on_a_terminal(*args: str | Path) -> str:
     return shown.decode(errors="replace")
 
 
+@pytest.mark.posix  # pty
 def test_progress_on_a_terminal(project: Project, tmp_path: Path) -> None:
     pack = tmp_path / "e.tar"
     shown = _stderr_on_a_terminal("pack", project.dir, "-p", "linux-64", "-o", pack)
