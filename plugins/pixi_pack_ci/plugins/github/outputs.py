@@ -67,7 +67,8 @@ def job_summary(packs: Sequence[PackResult], report: dict[str, Any]) -> str:
     for p in packs:
         name = display_path(p.path) if p.path else "standard output"
         digest = f"`{p.sha256}`" if p.sha256 else "—"
-        cells = [f"`{_cell(name)}`", _cell(p.environment), _cell(p.platform_name or p.platform), human_size(p.size), digest, str(len(p.packages))]
+        platform = _cell(p.platform_name or p.platform)
+        cells = [f"`{_cell(name)}`", _cell(p.environment), platform, human_size(p.size), digest, str(len(p.packages))]
         lines.append("| " + " | ".join(cells) + " |")
     attestation = report.get("attestation")
     if attestation:
