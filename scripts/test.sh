@@ -13,6 +13,7 @@ apt_install_missing shellcheck rsync || echo "(could not install shellcheck or r
 if [ ! -d tests/js/node_modules/@sigstore/verify ] || [ ! -x tests/js/node_modules/.bin/gitlab-ci-local ]; then
   npm ci --prefix tests/js --no-audit --no-fund --loglevel=error >/dev/null
 fi
+bash scripts/tools.sh  # cosign and sigstore-go from Debian trixie, the verifier tests' 5th and 6th verifiers
 echo "== ruff"
 "$venv/bin/ruff" check core plugins hatch_plugin tests examples bench
 # Once per target system: typeshed declares POSIX-only functions (os.pwrite, os.fchmod, ...) only
