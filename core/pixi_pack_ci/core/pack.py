@@ -117,7 +117,7 @@ def _cache_for(options: PackOptions, plans: list[PackPlan]) -> Iterator[PackageC
     remove_stale_partials(first, ".download")
     staging = Path(tempfile.mkdtemp(prefix=temp_prefix(first), suffix=".download", dir=first.parent))
     try:
-        yield PackageCache(staging)
+        yield PackageCache(staging, persistent=False)  # its records die with it: no per-user key needed
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -180,7 +180,8 @@ def _write_tar(
                     raise CorruptCacheEntryError(artifact)
                 unverified.pop(entry.path, None)  # checked once is enough for the other packs
                 if cache is not None and reader.hash.algorithm == "sha256":
-                    cache.remember(artifact, entry.source, reader.hash.hexdigest())
+                    # The record names the file that was read, whatever the path names by now.
+                    cache.remember(artifact, entry.source, reader.hash.hexdigest(), os.fstat(fh.fileno()))
         if progress is not None:
             progress.advance(size)
 
@@ -305,9 +306,10 @@ def write_pack_in_place(
         raise ArchiveError(f"could not write pack {target}: {exc}") from None
     finally:
         context.slots, context.fill_from_cache = {}, False
-    if keep_downloads:
-        # Every entry was trusted or checked on its way in: the next pack of the same layout
-        # from this cache knows its sha256 without reading it.
+    if keep_downloads and not tail:
+        # Every slot was checked as it was filled: the next pack of the same layout from this
+        # cache knows its sha256 without reading it. (Wheels appended after the slots may be
+        # copied unread, trusted by their records: such a pack is remembered by the next one.)
         layout = layout_digest(entries, owners, cache.trusted)
         if layout is not None:
             cache.remember_pack(layout, sha256, size)
@@ -360,9 +362,10 @@ def _copy_pack_from_cache(
             artifact = owners[entry.path]
             with _open_cached(entry.source, artifact) as src:
                 copied = fill_slot(src.fileno(), slots[entry.path])
+                copied_from = os.fstat(src.fileno())  # the file copied, whatever the path names now
             if copied != sizes[entry.path]:
                 raise CorruptCacheEntryError(artifact)
-            if cache.recall(artifact, entry.source) is None:
+            if cache.recall(artifact, entry.source, copied_from) is None:
                 # Changed or replaced while we copied it (another run sharing the cache may have
                 # committed its own download): check the bytes that did land in the pack.
                 remembered, all_trusted = None, False
