@@ -130,11 +130,18 @@ def gitlab_extensions(c: dict) -> tuple[str, list[tuple[x509.ObjectIdentifier, b
     return san, ext
 
 
+#: Entries already in the fake log when it starts, so the first real entry has this index.
+#: sigstore-go <= 0.7.1 (so cosign <= 2.5.0) rejects a logIndex of 0 as "nil value in transaction
+#: log entry" (protobuf's zero value), and production Rekor never issues one. Not a power of two,
+#: so inclusion proofs have uneven subtrees from the first signature on.
+FIRST_LOG_INDEX = 37
+
+
 class Merkle:
     """RFC 6962 Merkle tree with inclusion proofs (same algorithm as Trillian/Rekor)."""
 
-    def __init__(self) -> None:
-        self.leaves: list[bytes] = []
+    def __init__(self, prefilled: int = 0) -> None:
+        self.leaves: list[bytes] = [self.leaf_hash(b"earlier entry %d" % i) for i in range(prefilled)]
 
     @staticmethod
     def leaf_hash(data: bytes) -> bytes:
@@ -198,13 +205,14 @@ class FakeSigstore:
         self.ct_key = ec.generate_private_key(ec.SECP256R1())
         self.rekor_key = ec.generate_private_key(ec.SECP256R1())
         self.rekor_log_id = key_id(self.rekor_key.public_key())
-        self.tree = Merkle()
+        self.tree = Merkle(prefilled=FIRST_LOG_INDEX)
         self.lock = threading.Lock()
         self._servers: list[ThreadingHTTPServer] = []
         self.fulcio_url = self.rekor_url = ""
         self.github_token = ""  # served by GET /token
         self.token_requests: list[str] = []  # paths of GET /token calls (audience check)
         self.uploads: list[dict] = []  # bodies POSTed to the attestations API
+        self.stored: list[tuple[str, dict]] = []  # (owner/repo, bundle) that GET then lists
         self.upload_status = 201
         self.upload_auth: list[str] = []
 
@@ -341,6 +349,19 @@ class FakeSigstore:
             }
         }
 
+    # ---------------- GitHub attestations API (read side) ----------------
+    def list_attestations(self, path: str) -> dict:
+        """GET /repos/<o>/<r>/attestations/sha256:<hex>: the stored bundles of that repository
+        whose statement names the digest, as GitHub's REST API lists them for gh."""
+        parts = urlparse(path).path.split("/")
+        repo, digest = f"{parts[2]}/{parts[3]}", parts[5].removeprefix("sha256:")
+        found = []
+        for stored_repo, bundle in self.stored:
+            statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+            if stored_repo == repo and any(s["digest"].get("sha256") == digest for s in statement["subject"]):
+                found.append({"bundle": bundle, "repository_id": 123456})
+        return {"attestations": found}
+
     # ---------------- trust material ----------------
     def trusted_root(self) -> dict:
         start = self.not_before.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -425,6 +446,8 @@ class FakeSigstore:
                 if self.path.startswith("/token"):
                     fake.token_requests.append(self.path)
                     self._json(200, {"value": fake.github_token})
+                elif self.path.startswith("/repos/") and "/attestations/" in self.path:
+                    self._json(200, fake.list_attestations(self.path))
                 else:
                     self._json(404, {"code": 404, "message": "not found"})
 
@@ -440,6 +463,7 @@ class FakeSigstore:
                         self._json(201, fake.add_entry(body))
                     elif self.path.startswith("/repos/") and self.path.endswith("/attestations"):
                         fake.uploads.append(body)
+                        fake.stored.append((self.path.split("/")[2] + "/" + self.path.split("/")[3], body["bundle"]))
                         fake.upload_auth.append(self.headers.get("Authorization", ""))
                         if fake.upload_status == 201:
                             self._json(201, {"id": 1000 + len(fake.uploads)})
@@ -462,8 +486,15 @@ class FakeSigstore:
 
 
 def fake_github_token(
-    owner="acme", repo="pixi-app", workflow=".github/workflows/release.yml", ref="refs/heads/main", sha="0" * 40
+    owner="acme",
+    repo="pixi-app",
+    workflow=".github/workflows/release.yml",
+    ref="refs/heads/main",
+    sha="0" * 40,
+    job_workflow_ref: str | None = None,
 ) -> str:
+    """A GitHub Actions OIDC token. ``job_workflow_ref`` names the reusable workflow that runs the
+    job when it is not the caller's own (slsa-github-generator's, say); it becomes the SAN."""
     now = int(time.time())
     claims = {
         "iss": "https://token.actions.githubusercontent.com",
@@ -486,7 +517,7 @@ def fake_github_token(
         "runner_environment": "github-hosted",
         "workflow_ref": f"{owner}/{repo}/{workflow}@{ref}",
         "workflow_sha": sha,
-        "job_workflow_ref": f"{owner}/{repo}/{workflow}@{ref}",
+        "job_workflow_ref": job_workflow_ref or f"{owner}/{repo}/{workflow}@{ref}",
         "job_workflow_sha": sha,
     }
     return jwt.encode(claims, "not-a-real-key-only-for-the-loopback-sigstore", algorithm="HS256")
