@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -146,6 +147,12 @@ def production_roots(offline: bool) -> list[TrustedRoot]:
     from sigstore.errors import Error
     from sigstore.models import ClientTrustConfig
 
+    # With --offline sigstore-python warns that TUF is offline, which the user asked for; that
+    # line would break the one-line errors and clutter the report.
+    tuf_logger = logging.getLogger("sigstore._internal.tuf")
+    level = tuf_logger.level
+    if offline:
+        tuf_logger.setLevel(logging.ERROR)
     try:
         return [ClientTrustConfig.production(offline=offline).trusted_root]
     except Error as exc:
@@ -153,6 +160,8 @@ def production_roots(offline: bool) -> list[TrustedRoot]:
             f"cannot get the Sigstore production trusted root ({_first_line(exc)}); "
             "offline, pass --trusted-root FILE or --offline"
         ) from None
+    finally:
+        tuf_logger.setLevel(level)
 
 
 def verify_keyless(

@@ -19,6 +19,7 @@ from . import hookspecs
 from .attest import SigningRequest, attest_files, bundle_path_for
 from .checksums import file_sha256, hashes_value, subjects_for, write_checksums
 from .errors import ProvenanceError
+from .generator import SourceRequirements, verify_generator_provenance
 from .keyed import PASSPHRASE_ENV, generate_key_pair
 from .model import SLSA_PROVENANCE_V1, Attestation, BuildDescription
 from .statement import local_build_description, lockfile_dependency, pack_inputs, package_dependencies
@@ -51,6 +52,31 @@ def _add_identity_flags(parser: argparse.ArgumentParser, *, prefix_help: str = "
     )
     group.add_argument("--offline", action="store_true", help="use the cached/embedded production trusted root")
     group.add_argument("--key", type=Path, metavar="PUB", help="verify a key-signed bundle with this public key")
+
+
+def _add_generator_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "slsa-github-generator provenance (slsa-verifier's flags; the packs must be subjects of it)"
+    )
+    group.add_argument("--provenance-path", type=Path, metavar="FILE", help="e.g. multiple.intoto.jsonl")
+    group.add_argument("--source-uri", metavar="github.com/OWNER/REPO", help="the repository the packs were built from")
+    refs = group.add_mutually_exclusive_group()
+    refs.add_argument("--source-tag", metavar="TAG", help="built from exactly this tag, e.g. v1.2.0")
+    refs.add_argument("--source-branch", metavar="BRANCH", help="built from this branch")
+    refs.add_argument("--source-versioned-tag", metavar="VERSION", help="built from a tag of this version, e.g. v1")
+    group.add_argument(
+        "--builder-id", metavar="ID[@REF]", help="the generator workflow, e.g. pinned to @refs/tags/v2.1.0"
+    )
+
+
+_GENERATOR_FLAGS = (
+    "provenance_path",
+    "source_uri",
+    "source_tag",
+    "source_branch",
+    "source_versioned_tag",
+    "builder_id",
+)
 
 
 #: Another Sigstore instance for every signing command (private deployments; CI templates set it).
@@ -130,14 +156,15 @@ class ProvenancePlugin:
         attest.set_defaults(handler=self._cmd_attest)
 
         verify = subparsers.add_parser("verify", help="verify a pack's signature, signer and digest")
-        verify.add_argument("pack", type=Path, metavar="PACK")
+        verify.add_argument(
+            "packs", nargs="+", type=Path, metavar="PACK", help="the pack (several with --provenance-path)"
+        )
         verify.add_argument(
             "--bundle", type=Path, metavar="BUNDLE", help="Sigstore bundle (default: PACK.sigstore.json)"
         )
-        verify.add_argument(
-            "--predicate-type", default=SLSA_PROVENANCE_V1, metavar="URI", help=f"(default: {SLSA_PROVENANCE_V1})"
-        )
+        verify.add_argument("--predicate-type", metavar="URI", help=f"(default: {SLSA_PROVENANCE_V1})")
         _add_identity_flags(verify)
+        _add_generator_flags(verify)
         verify.add_argument("--json", action="store_true", help="print what was verified as JSON")
         verify.set_defaults(handler=self._cmd_verify)
 
@@ -279,14 +306,22 @@ class ProvenancePlugin:
         return 0
 
     def _cmd_verify(self, args: argparse.Namespace) -> int:
+        if args.provenance_path is not None or args.source_uri is not None:
+            return _verify_generator(args)
+        given = [f"--{n.replace('_', '-')}" for n in _GENERATOR_FLAGS if getattr(args, n, None)]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply to slsa-github-generator provenance (--provenance-path)")
+        if len(args.packs) > 1:
+            raise UsageError("verify checks one pack against its bundle; several packs need --provenance-path")
+        (pack,) = args.packs
         result = verify_pack(
-            args.pack,
-            args.bundle or bundle_path_for(args.pack),
+            pack,
+            args.bundle or bundle_path_for(pack),
             requirements=_requirements(args),
             key=args.key,
             trusted_root=args.trusted_root,
             offline=args.offline,
-            predicate_type=args.predicate_type,
+            predicate_type=args.predicate_type or SLSA_PROVENANCE_V1,
         )
         if args.json:
             print(json.dumps(result.to_json(), indent=2))
@@ -301,3 +336,25 @@ class ProvenancePlugin:
         print(f"🔑 Wrote {private} (private, keep it secret) and {public} (public); key id {hint[:16]}")
         return 0
 
+
+def _verify_generator(args: argparse.Namespace) -> int:
+    """``verify PACK... --provenance-path P --source-uri github.com/O/R``, slsa-verifier's way."""
+    given = [f"--{n.replace('_', '-')}" for n in (*_VERIFY_FLAGS, "key", "predicate_type") if getattr(args, n, None)]
+    if given:
+        raise UsageError(
+            f"{', '.join(given)} do not apply to slsa-github-generator provenance: "
+            "it is checked with --source-uri, --source-tag/--source-branch and --builder-id"
+        )
+    provenance = args.provenance_path or args.bundle
+    if provenance is None:
+        raise UsageError("--source-uri checks slsa-github-generator provenance: give its file with --provenance-path")
+    if args.source_uri is None:
+        raise UsageError("--provenance-path needs --source-uri github.com/OWNER/REPO, the repository built from")
+    requirements = SourceRequirements(
+        args.source_uri, args.source_tag, args.source_branch, args.source_versioned_tag, args.builder_id
+    )
+    result = verify_generator_provenance(
+        args.packs, provenance, requirements, trusted_root=args.trusted_root, offline=args.offline
+    )
+    print(json.dumps(result.to_json(), indent=2) if args.json else "\n".join(result.lines()))
+    return 0

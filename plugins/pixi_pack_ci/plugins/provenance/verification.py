@@ -194,7 +194,7 @@ class VerifiedPack:
         return out
 
 
-def _read_bundle(path: Path) -> tuple[str, dict[str, Any]]:
+def read_bundle(path: Path) -> tuple[str, dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -254,7 +254,7 @@ def verify_pack(
 ) -> VerifiedPack:
     if not pack.is_file():
         raise ProvenanceError(f"pack {pack} does not exist or is not a file")
-    text, data = _read_bundle(bundle_path)
+    text, data = read_bundle(bundle_path)
     material = data.get("verificationMaterial") or {}
     keyed_bundle = "publicKey" in material
     sha256 = file_sha256(pack)
