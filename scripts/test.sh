@@ -6,6 +6,14 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
+# Build backends for the tests that build PyPI sources: served during the tests by a local index on
+# 127.0.0.1, so no build reaches the internet. Downloaded once per machine.
+wheelhouse=.cache/wheelhouse
+if [ ! -f "$wheelhouse/.complete" ]; then
+  "$venv/bin/python" -m pip download -q --disable-pip-version-check --only-binary :all: -d "$wheelhouse" \
+    hatchling setuptools flit-core
+  touch "$wheelhouse/.complete"
+fi
 # Node.js for sigstore-js (the provenance tests' independent verifier, Node >= 20.17) and
 # gitlab-ci-local; shellcheck (actionlint checks the workflows' scripts with it); rsync (gitlab-ci-local).
 apt_install_missing npm=nodejs,npm

@@ -25,6 +25,13 @@ from support import (
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _record_key_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The cache's per-user record key lives in a folder of this test session, not in the real
+    ~/.local/state (tests that need another key set PIXI_PACK_CI_STATE_DIR themselves)."""
+    os.environ.setdefault("PIXI_PACK_CI_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Skip tests marked ``posix`` on other systems (Windows): what they exercise does not exist
     there, so they would fail for that reason alone."""

@@ -220,6 +220,8 @@ class ChannelServer:
                     self.connection.shutdown(2)
                     return
                 file = server.root / path.lstrip("/")
+                if file.is_dir() and (file / "index.html").is_file():  # a PEP 503 index page
+                    file = file / "index.html"
                 if not file.is_file():
                     self._status(404)
                     return
@@ -227,7 +229,8 @@ class ChannelServer:
                 if action == "corrupt":
                     data = bytes(b ^ 0xFF for b in data[:64]) + data[64:]
                 self.send_response(200)
-                self.send_header("Content-Type", "application/octet-stream")
+                html_page = file.suffix == ".html"
+                self.send_header("Content-Type", "text/html" if html_page else "application/octet-stream")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if action == "slow":  # the right bytes, trickled
@@ -356,6 +359,7 @@ def write_pixi_lock(
     conda: dict[str, list[rattler.RepoDataRecord]],
     pypi: dict[str, list[LockedPypi]] | None = None,
     platform_subdirs: dict[str, str] | None = None,
+    indexes: list[str] | None = None,
 ) -> Path:
     """A lockfile laid out as pixi writes it (v6 or v7, one ``default`` environment):
     ``conda`` and ``pypi`` map lockfile platform names to entries; ``platform_subdirs`` gives
@@ -368,7 +372,7 @@ def write_pixi_lock(
     """
     pypi = pypi or {}
     subdirs = platform_subdirs or {}
-    records = {r.file_name: r for rs in conda.values() for r in rs}
+    records = {r.url: r for rs in conda.values() for r in rs}
     scratch = write_lockfile(path.with_suffix(".conda-only"), {"default": {"linux-64": list(records.values())}}, "x")
     conda_text = scratch.read_text().split("\npackages:\n", 1)[1]
     scratch.unlink()
@@ -400,7 +404,7 @@ def write_pixi_lock(
                 out.append(f"  subdir: {subdirs[name]}")
     out += ["environments:", "  default:", "    channels:", f"    - url: {channel_url}"]
     if pypi:
-        out += ["    indexes:", "    - https://pypi.org/simple"]
+        out += ["    indexes:", *(f"    - {url}" for url in indexes or ["https://pypi.org/simple"])]
     out.append("    packages:")
     for name in names:
         out.append(f"      {name}:")

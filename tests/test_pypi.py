@@ -146,7 +146,8 @@ def test_wheel_with_wrong_hash_fails_and_leaves_nothing(
     assert list(out.iterdir()) == []
 
 
-def test_sdist_stops_the_pack_unless_ignored(wheel_project: tuple[Path, dict[str, Path]], tmp_path: Path) -> None:
+def test_sdist_is_built_refused_or_left_out(wheel_project: tuple[Path, dict[str, Path]], tmp_path: Path) -> None:
+    # Building is tested in test_pypi_build.py; here the sdist is missing, so the build cannot start.
     project, _ = wheel_project
     lock = project / "pixi.lock"
     text = lock.read_text().replace(
@@ -155,7 +156,10 @@ def test_sdist_stops_the_pack_unless_ignored(wheel_project: tuple[Path, dict[str
     text += "- pypi: ./sdists/delta-3.0.tar.gz\n  name: delta\n  version: '3.0'\n"
     lock.write_text(text)
     line = assert_clean_error(run_cli("pack", project, "-p", "linux-64", "-o", tmp_path / "e.tar"), code=1)
+    assert f"the locked sdist {project / 'sdists' / 'delta-3.0.tar.gz'} does not exist" in line
+    line = assert_clean_error(run_cli("pack", project, "-p", "linux-64", "-o", tmp_path / "e.tar", "--no-build"))
     assert "PyPI package delta is not a wheel" in line and "--ignore-pypi-non-wheel" in line
+    assert not (tmp_path / "e.tar").exists()
     proc = pack_ok(project, tmp_path / "e.tar", "--ignore-pypi-non-wheel")
     assert "skipped PyPI package delta 3.0: not a wheel" in proc.stderr.decode()
     data = json.loads(run_cli("inspect", tmp_path / "e.tar", "--json", check=True).stdout)

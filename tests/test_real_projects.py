@@ -64,8 +64,11 @@ def test_injected_wheel_replaces_the_locked_project_entry_and_says_so(
     self_project: tuple[Path, Path, DemoChannel], tmp_path: Path
 ) -> None:
     project, built, _ = self_project
-    # Without the wheel, the entry stops the pack and the hint names the way out.
-    line = assert_clean_error(run_cli("pack", project, "-p", "linux-64", "-o", tmp_path / "no.tar"), code=1)
+    # With --no-build and without the wheel, the entry stops the pack and the hint names the way out
+    # (without --no-build it would be built: test_pypi_build.py).
+    line = assert_clean_error(
+        run_cli("pack", project, "-p", "linux-64", "-o", tmp_path / "no.tar", "--no-build"), code=1
+    )
     assert "PyPI package demo-app is not a wheel (.)" in line and "--inject" in line
     assert not (tmp_path / "no.tar").exists()
 
@@ -88,7 +91,7 @@ def test_injected_wheel_replaces_the_locked_project_entry_and_says_so(
     assert Path(out[2]).is_relative_to(target / "env" / "lib" / f"python{PY}" / "site-packages")
 
 
-def test_other_path_entries_follow_ignore_pypi_non_wheel(
+def test_other_path_entries_follow_no_build_and_ignore_pypi_non_wheel(
     self_project: tuple[Path, Path, DemoChannel], tmp_path: Path
 ) -> None:
     project, built, _ = self_project
@@ -98,8 +101,8 @@ def test_other_path_entries_follow_ignore_pypi_non_wheel(
     text = text.replace("      - pypi: .\n", "      - pypi: .\n      - pypi: ./libs/sub\n")
     text += "- pypi: ./libs/sub\n  name: sub-lib\n  requires_python: '>=3.8'\n"
     lock.write_text(text)
-    line = assert_clean_error(run_cli("pack", project, "-p", "linux-64", "-o", tmp_path / "x.tar", "-i", built))
-    assert "PyPI package sub-lib is not a wheel (./libs/sub)" in line
+    no_build = run_cli("pack", project, "-p", "linux-64", "-o", tmp_path / "x.tar", "--no-build", "-i", built)
+    assert "PyPI package sub-lib is not a wheel (./libs/sub)" in assert_clean_error(no_build)
     pack = tmp_path / "ok.tar"
     proc = pack_ok(project, pack, "-i", built, "--ignore-pypi-non-wheel")
     assert "skipped PyPI package sub-lib: not a wheel (./libs/sub)" in proc.stderr.decode()

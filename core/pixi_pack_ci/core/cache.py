@@ -249,6 +249,14 @@ class PackageCache:
         self._key = self._record_key() if persistent and PERSISTENT_RECORDS else secrets.token_bytes(KEY_BYTES)
         self._remove_stale_records()
 
+    def seal(self, *fields: object) -> str:
+        """A MAC over ``fields`` with this cache's record key, for records kept beside other
+        things in the cache (built wheels): only this user can make one that :meth:`sealed` accepts."""
+        return record_mac(self._key, *fields)
+
+    def sealed(self, mac: object, *fields: object) -> bool:
+        return _mac_matches(mac, self._key, *fields)
+
     def _record_key(self) -> bytes:
         """This user's key; without a usable one, a key of this run only (records of earlier runs
         are then not trusted: every hit is hashed, which is slower and just as correct)."""

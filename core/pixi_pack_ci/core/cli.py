@@ -134,7 +134,12 @@ def build_parser(pm: PluginManager) -> argparse.ArgumentParser:
     pack.add_argument(
         "--ignore-pypi-non-wheel",
         action="store_true",
-        help="leave out PyPI entries that are not wheels (named in output)",
+        help="leave out PyPI entries that are not wheels (named in output) instead of building them",
+    )
+    pack.add_argument(
+        "--no-build",
+        action="store_true",
+        help="refuse PyPI entries that are not wheels instead of building them (no build backend runs)",
     )
     pack.add_argument("--dry-run", action="store_true", help="show what would be packed; download nothing")
     _add_common(pack)
@@ -196,6 +201,7 @@ def _cmd_pack(args: argparse.Namespace, pm: PluginManager) -> int:
         auth_file=args.auth_file,
         directory_only=args.directory_only,
         ignore_pypi_non_wheel=args.ignore_pypi_non_wheel,
+        no_build=args.no_build,
         inject=list(args.inject),
         create_executable=args.create_executable,
         pixi_unpack_source=args.pixi_unpack_source,
@@ -215,6 +221,8 @@ def _cmd_pack(args: argparse.Namespace, pm: PluginManager) -> int:
             )
             for a in plan.artifacts:
                 print(scrub(f"  {a.describe():<50} {human_size(a.size or 0):>10}  {a.url}"))
+            for source in plan.pypi_sources:
+                print(f"  build: {source.name} from {source.source.describe() if source.source else source.location}")
             for note in plan.notes:
                 print(f"  note: {note}")
         return 0

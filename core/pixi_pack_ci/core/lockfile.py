@@ -18,6 +18,7 @@ from .errors import (
 from .model import CondaArtifact, PackPlan, PypiArtifact, PypiSource
 from .records import repodata_entry
 from .redact import SECRETS
+from .sources import locked_source
 
 LOCKFILE_NAME = "pixi.lock"
 
@@ -206,22 +207,63 @@ def _add_package(plan: PackPlan, pkg: rattler.LockedPackage, loaded: LoadedLockf
         else:
             # py-rattler reports a missing version (v7 folders) as "<dynamic>".
             version = None if pkg.version.startswith("<") else pkg.version
-            plan.pypi_sources.append(PypiSource(pkg.name, version, str(pkg.location), _pypi_sha256(pkg)))
+            location = str(pkg.location)
+            source = locked_source(location, loaded.directory, lockfile=loaded.path)
+            plan.pypi_sources.append(PypiSource(pkg.name, version, location, _pypi_sha256(pkg), source))
     else:
         raise LockfileError(f"package {pkg.name!r} has an entry kind pixi-pack-ci does not know", file=str(loaded.path))
 
 
 def settle_pypi_sources(plan: PackPlan, *, ignore: bool) -> None:
-    """After the plan hooks: a non-wheel PyPI entry nothing replaced stops the plan, or with
-    ``ignore`` (``--ignore-pypi-non-wheel``) is left out and named in ``plan.notes``."""
+    """After the plan hooks, when nothing may be built (``--no-build``, ``--ignore-pypi-non-wheel``):
+    a non-wheel PyPI entry nothing replaced stops the plan, or with ``ignore`` is left out and
+    named in ``plan.notes``."""
     for source in plan.pypi_sources:
         if not ignore:
             raise LockfileError(
-                f"PyPI package {source.name} is not a wheel ({source.location}); build its wheel and pass it with "
-                "--inject (it replaces the locked entry), or pass --ignore-pypi-non-wheel to leave it out",
+                f"PyPI package {source.name} is not a wheel ({source.location}) and --no-build forbids building it; "
+                "pass its wheel with --inject (it replaces the locked entry), or --ignore-pypi-non-wheel to leave it "
+                "out",
                 file=str(plan.lockfile),
                 line=line_of(plan.lockfile, rf"^- pypi: {re.escape(source.location)}\s*$"),
             )
         version = f" {source.version}" if source.version else ""
         plan.notes.append(f"skipped PyPI package {source.name}{version}: not a wheel ({source.location})")
     plan.pypi_sources = []
+
+
+def pypi_build_indexes(lockfile: Path, environment: str) -> tuple[list[str], list[str]]:
+    """The environment's ``indexes:`` and ``find-links:`` (URLs or paths) from the lockfile text.
+
+    py-rattler 0.28 parses but does not expose them, and builds need them: pixi gets build
+    requirements from the same indexes. The block is plain YAML that pixi writes in one shape::
+
+        environments:
+          <env>:
+            indexes:
+            - https://pypi.org/simple
+            find-links:
+            - url: https://example.org/wheels/
+            - path: ./wheels
+    """
+    indexes: list[str] = []
+    find_links: list[str] = []
+    section: list[str] | None = None
+    inside = False
+    for line in lockfile.read_text(encoding="utf-8").splitlines():
+        if line.startswith("  ") and not line.startswith("   "):
+            inside = line.strip().rstrip(":").strip("'\"") == environment
+            section = None
+        elif not line.startswith(" "):
+            inside = False
+        elif inside and line.startswith("    ") and not line.startswith("    -"):
+            key = line.strip()
+            section = indexes if key == "indexes:" else find_links if key == "find-links:" else None
+        elif inside and section is not None and line.startswith("    - "):
+            value = line[len("    - ") :].strip()
+            if section is find_links and value.startswith("path:"):
+                value = str((lockfile.parent / value[len("path:") :].strip()).resolve())
+            elif section is find_links and value.startswith("url:"):
+                value = value[len("url:") :].strip()
+            section.append(value.strip("'\""))
+    return indexes, find_links

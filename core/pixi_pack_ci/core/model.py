@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .redact import redact_url
+from .sources import LockedSource
 
 PackKind = Literal["tar", "directory", "executable"]
 
@@ -58,6 +59,9 @@ class PypiArtifact:
     sha256: str | None
     size: int | None = None
     origin: str = "lockfile"
+    #: For a wheel built at pack time: the source it was built from (``location``, ``digest``),
+    #: which provenance records beside the wheel.
+    built_from: dict[str, Any] | None = None
 
     @property
     def cache_key(self) -> str:
@@ -91,6 +95,8 @@ class PypiSource:
     #: As written in the lockfile (``.``, ``./lib``, an sdist URL, ``git+https://…``).
     location: str
     sha256: str | None = None
+    #: What the location pins, read from the lockfile alone (see :mod:`.sources`).
+    source: LockedSource | None = None
 
     def describe(self) -> str:
         return f"{self.name} ({self.location})"
@@ -140,6 +146,11 @@ class PackPlan:
             "kind": self.kind,
             "size": self.download_size,
             "packages": [artifact_summary(a) for a in self.artifacts],
+            # Non-wheel PyPI entries still to be built into wheels (named by --dry-run).
+            "to_build": [
+                {"name": s.name, "version": s.version, "source": s.source.describe() if s.source else s.location}
+                for s in self.pypi_sources
+            ],
             "notes": list(self.notes),
         }
 
@@ -159,6 +170,8 @@ def artifact_summary(artifact: Artifact) -> dict[str, Any]:
     if isinstance(artifact, CondaArtifact):
         summary["build"] = artifact.build
         summary["subdir"] = artifact.subdir
+    elif artifact.built_from is not None:
+        summary["built_from"] = artifact.built_from
     return summary
 
 
@@ -228,6 +241,8 @@ class PackOptions:
     auth_file: Path | None = None
     directory_only: bool = False
     ignore_pypi_non_wheel: bool = False
+    #: Refuse, rather than build, PyPI entries that are not wheels.
+    no_build: bool = False
     create_executable: bool = False
     #: Path or URL of the unpacker to embed in executables; "none" embeds none; None means pixi-pack's release.
     pixi_unpack_source: str | None = None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .atomic import atomic_output, remove_stale_partials, temp_prefix
+from .builds import build_pypi_sources
 from .cache import ArtifactHash, PackageCache
 from .config import load_auth, load_config
 from .errors import ArchiveError, PixiPackError, UsageError
@@ -85,7 +86,8 @@ def plan_packs(options: PackOptions, hook: Any) -> list[PackPlan]:
             name = _output_name(kind, plan.platform, f"{environment}-{plan.platform_name}")
             plan.output = ((options.output_dir or Path(".")) / name).absolute()
         hook.pixi_pack_ci_modify_plan(plan=plan, options=options)
-        settle_pypi_sources(plan, ignore=options.ignore_pypi_non_wheel)
+        if options.ignore_pypi_non_wheel or options.no_build:
+            settle_pypi_sources(plan, ignore=options.ignore_pypi_non_wheel)
         check_wheels(plan)
         plans.append(plan)
     return plans
@@ -477,8 +479,6 @@ def run_pack(options: PackOptions, hook: Any) -> tuple[list[PackPlan], list[Pack
     plans = plan_packs(options, hook)
     if options.dry_run:
         return plans, []
-    artifacts = [a for plan in plans for a in plan.artifacts]
-    total = sum(a.size or 0 for a in artifacts)
     context = FetchContext(config=config, auth=auth)
     # Cache hits are checked while they stream into the pack (one read instead of two), unless a
     # pack cannot be taken back once written: a folder, or bytes already sent to standard output.
@@ -486,6 +486,9 @@ def run_pack(options: PackOptions, hook: Any) -> tuple[list[PackPlan], list[Pack
     results: list[PackResult] = []
     try:
         with _cache_for(options, plans) as cache:
+            builds = build_pypi_sources(plans, cache, context, hook, options)
+            if builds:
+                options.report["builds"] = builds
             in_place = _in_place_sizes(plans, cache)
             if in_place is not None:
                 try:
@@ -509,6 +512,8 @@ def run_pack(options: PackOptions, hook: Any) -> tuple[list[PackPlan], list[Pack
                 for p in plans
                 if p.kind == "executable"
             }
+            artifacts = [a for plan in plans for a in plan.artifacts]  # built wheels included
+            total = sum(a.size or 0 for a in artifacts)
             for _ in range(0 if results else 3):
                 with ProgressReporter(
                     f"Fetching {len(artifacts)} packages", total, enabled=not options.quiet

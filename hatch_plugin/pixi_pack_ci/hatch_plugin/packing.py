@@ -73,6 +73,8 @@ def pack_project(
                 argv.append("--create-executable")
             if settings.ignore_pypi_non_wheel:
                 argv.append("--ignore-pypi-non-wheel")
+            if settings.no_build:
+                argv.append("--no-build")
             if settings.sign_key:
                 argv += ["--sign-key", str(root / settings.sign_key)]
             elif settings.attest:

@@ -44,6 +44,7 @@ class PackSettings:
     platforms: list[str] = field(default_factory=list)
     create_executable: bool = False
     ignore_pypi_non_wheel: bool = False
+    no_build: bool = False
     output_name: str = DEFAULT_OUTPUT_NAME
     attest: bool = False
     sign_key: str = ""
@@ -57,6 +58,7 @@ class PackSettings:
             platforms=_strings(table, "platforms", where, []),
             create_executable=_bool(table, "create-executable", where),
             ignore_pypi_non_wheel=_bool(table, "ignore-pypi-non-wheel", where),
+            no_build=_bool(table, "no-build", where),
             output_name=_string(table, "output-name", where, DEFAULT_OUTPUT_NAME),
             attest=_bool(table, "attest", where),
             sign_key=_string(table, "sign-key", where),

@@ -67,6 +67,8 @@ def pack_arguments() -> list[str]:
             argv += ["--inject", match]
     if _flag("ignore-pypi-non-wheel"):
         argv.append("--ignore-pypi-non-wheel")
+    if _flag("no-build"):
+        argv.append("--no-build")
     if _flag("directory-only"):
         argv.append("--directory-only")
     if config := _text("config"):

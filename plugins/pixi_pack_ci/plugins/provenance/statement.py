@@ -63,7 +63,26 @@ def package_dependencies(packages: Iterable[dict[str, Any]]) -> list[dict[str, A
         if pkg.get("sha256"):
             dep["digest"] = {"sha256": pkg["sha256"]}
         deps.append(dep)
+        built = pkg.get("built_from")
+        if isinstance(built, dict):  # a wheel built at pack time: the source it came from, too
+            dep["annotations"] = {"builtFrom": built.get("source"), "sourceDigest": built.get("digest")}
+            source: dict[str, Any] = {"name": f"{pkg['name']} source: {built.get('location')}"}
+            source_uri = _source_uri(str(built.get("location", "")))
+            if source_uri:
+                source["uri"] = source_uri
+            source["digest"] = dict(built.get("digest") or {})
+            deps.append(source)
     return deps
+
+
+def _source_uri(location: str) -> str | None:
+    """A git or sdist location as a verifier can fetch it (``git+https://host/repo@<commit>``),
+    without credentials; ``None`` for a folder of the project."""
+    if location.startswith("git+"):
+        rest, _, commit = location[len("git+") :].partition("#")
+        public = public_url(rest.split("?", 1)[0])
+        return f"git+{public}@{commit}" if public and commit else None
+    return public_url(location.removeprefix("direct+"))
 
 
 def pack_inputs(options: PackOptions) -> dict[str, Any]:
