@@ -35,9 +35,10 @@ def no_ci() -> dict[str, str]:
     return dict.fromkeys(_CI_VARS, "")
 
 
-def github_env(sigstore: Sigstore) -> dict[str, str]:
+def github_env(sigstore: Sigstore, repository: str = "acme/pixi-app", ref: str = "refs/heads/main") -> dict[str, str]:
     """A GitHub Actions job with `id-token: write`: the token comes from the (loopback) token URL."""
-    sigstore.fake.github_token = fake_github_token("acme", "pixi-app", WORKFLOW, sha=COMMIT)
+    owner, repo = repository.split("/")
+    sigstore.fake.github_token = fake_github_token(owner, repo, WORKFLOW, ref=ref, sha=COMMIT)
     return {
         **no_ci(),
         "GITHUB_ACTIONS": "true",
@@ -45,33 +46,32 @@ def github_env(sigstore: Sigstore) -> dict[str, str]:
         "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "runtime-request-token",
         "GITHUB_SERVER_URL": "https://github.com",
         "GITHUB_API_URL": sigstore.fake.rekor_url,
-        "GITHUB_REPOSITORY": "acme/pixi-app",
-        "GITHUB_WORKFLOW_REF": f"acme/pixi-app/{WORKFLOW}@refs/heads/main",
+        "GITHUB_REPOSITORY": repository,
+        "GITHUB_WORKFLOW_REF": f"{repository}/{WORKFLOW}@{ref}",
         "GITHUB_TOKEN": UPLOAD_TOKEN,
     }
 
 
-def gitlab_env() -> dict[str, str]:
+def gitlab_env(project: str = "acme/pixi-app") -> dict[str, str]:
     """A GitLab job with `id_tokens: SIGSTORE_ID_TOKEN: aud: sigstore`."""
     return {
         **no_ci(),
         "GITLAB_CI": "true",
-        "SIGSTORE_ID_TOKEN": fake_gitlab_token("acme/pixi-app", "main", COMMIT),
+        "SIGSTORE_ID_TOKEN": fake_gitlab_token(project, "main", COMMIT),
         "CI_SERVER_URL": "https://gitlab.com",
-        "CI_PROJECT_URL": "https://gitlab.com/acme/pixi-app",
-        "CI_PROJECT_PATH": "acme/pixi-app",
+        "CI_PROJECT_URL": f"https://gitlab.com/{project}",
+        "CI_PROJECT_PATH": project,
         "CI_PROJECT_ID": "777",
         "CI_COMMIT_SHA": COMMIT,
         "CI_COMMIT_BRANCH": "main",
         "CI_COMMIT_REF_NAME": "main",
         "CI_PIPELINE_ID": "4242",
         "CI_PIPELINE_SOURCE": "push",
-        "CI_PIPELINE_URL": "https://gitlab.com/acme/pixi-app/-/pipelines/4242",
+        "CI_PIPELINE_URL": f"https://gitlab.com/{project}/-/pipelines/4242",
         "CI_JOB_ID": "999",
         "CI_JOB_NAME": "pixi-pack: [linux-64]",
-        "CI_JOB_URL": "https://gitlab.com/acme/pixi-app/-/jobs/999",
+        "CI_JOB_URL": f"https://gitlab.com/{project}/-/jobs/999",
     }
-
 
 
 @dataclass
@@ -80,8 +80,6 @@ class Sigstore:
     trust_config: Path
     trusted_root: Path
     trusted_root_jsonl: Path
-
-
 
 
 def assert_secret_hidden(text: str, secret: str) -> None:

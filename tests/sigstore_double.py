@@ -359,7 +359,8 @@ class FakeSigstore:
         for stored_repo, bundle in self.stored:
             statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
             if stored_repo == repo and any(s["digest"].get("sha256") == digest for s in statement["subject"]):
-                found.append({"bundle": bundle, "repository_id": 123456})
+                # gh keeps only attestations a user's workflow made ("initiator": "user").
+                found.append({"bundle": bundle, "repository_id": 123456, "initiator": "user"})
         return {"attestations": found}
 
     # ---------------- trust material ----------------
