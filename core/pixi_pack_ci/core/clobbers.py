@@ -237,21 +237,40 @@ def _clashes(installed: Sequence[InstalledPaths]) -> tuple[dict[str, set[str]], 
             index[path].append((package.name, False))
         for path in package.folders:
             index[path].append((package.name, True))
+    above = _EntriesAbove(index)
     partners: dict[str, set[str]] = defaultdict(set)
     before: dict[str, set[str]] = defaultdict(set)
     for path, owners in index.items():
+        holders = above.folder(path.rpartition("/")[0])
+        if len(owners) == 1 and not holders:
+            continue  # the common case, kept cheap: tens of thousands of paths
         names = {name for name, _ in owners}
         if len(names) > 1:
             for name in names:
                 partners[name] |= names - {name}
-        for above in _ancestors(path):
-            for holder, is_folder in index.get(above, ()):
-                for name in names - {holder}:
-                    partners[name].add(holder)
-                    partners[holder].add(name)
-                    if not is_folder:
-                        before[holder].add(name)
+        for holder, is_folder in holders:
+            for name in names - {holder}:
+                partners[name].add(holder)
+                partners[holder].add(name)
+                if not is_folder:
+                    before[holder].add(name)
     return partners, before
+
+
+class _EntriesAbove:
+    """The entries at a folder or at any folder above it, remembered per folder: paths share few
+    folders, so each is looked up once."""
+
+    def __init__(self, index: dict[str, list[tuple[str, bool]]]) -> None:
+        self.index = index
+        self.known: dict[str, list[tuple[str, bool]]] = {"": []}
+
+    def folder(self, folder: str) -> list[tuple[str, bool]]:
+        found = self.known.get(folder)
+        if found is None:
+            found = [*self.index.get(folder, ()), *self.folder(folder.rpartition("/")[0])]
+            self.known[folder] = found
+        return found
 
 
 def _ancestors(path: str) -> Iterator[str]:
