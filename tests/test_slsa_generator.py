@@ -1,7 +1,8 @@
 """slsa-github-generator: its real v2.1.0 output verified offline, and our side of that path.
 
-* The real bundle and artifact (slsa-verifier's test data, kept outside this repository in
-  ``../shared/reference/slsa-generator-v2.1.0``, or ``$PIXI_PACK_CI_SLSA_GENERATOR_SAMPLE``) are
+* The real bundle and artifact (slsa-verifier's test data, not committed here: read from
+  ``../shared/reference/slsa-generator-v2.1.0`` or ``$PIXI_PACK_CI_SLSA_GENERATOR_SAMPLE``, else
+  fetched once from slsa-verifier's repository; sha256-pinned either way) are
   verified by cosign, sigstore-go-verification, gh and ``pixi-pack-ci verify --provenance-path``
   against the public-good trusted root that sigstore-python ships. slsa-verifier itself cannot
   run offline (it trusts only the live TUF root), so it is what a real release must show.
@@ -20,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +33,18 @@ from generator_double import GENERATOR, GENERATOR_REF, generator_statement, pars
 from signing import COMMIT, GITHUB_ISSUER, Sigstore, no_ci
 from verifier_tools import ROOT, debian_tool, run, venv_tool
 
-SAMPLE = Path(
-    os.environ.get("PIXI_PACK_CI_SLSA_GENERATOR_SAMPLE") or ROOT.parent / "shared/reference/slsa-generator-v2.1.0"
-)
 ARTIFACT = "binary-linux-amd64-push-v14"
+#: The sample's files, pinned: wherever they come from, these are the bytes the tests mean.
+SAMPLE_SHA256 = {
+    ARTIFACT: "376e7e01348585b6e6643bc6663146b9d525d9b41228bf180eaeb4d4a3706caa",
+    f"{ARTIFACT}.intoto.jsonl": "100bb40dbaa5c15a908fd2380b4950460f4053710c43fcae47d5c8ce3084a899",
+}
+#: Where slsa-verifier keeps it; fetched only where neither local copy exists (a fresh CI runner).
+SAMPLE_SOURCE = os.environ.get(
+    "PIXI_PACK_CI_SLSA_GENERATOR_SAMPLE_URL",
+    "https://raw.githubusercontent.com/slsa-framework/slsa-verifier/b53bd9415b59417e887faccb8204f2cd77b3f963"
+    "/cli/slsa-verifier/testdata/gha_generic/v2.1.0",
+)
 GEN_SAN = f"https://github.com/{GENERATOR_REF}"
 PUBLIC_GOOD_ROOT = (
     Path(sigstore.__file__).parent / "_store" / "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev" / "trusted_root.json"
@@ -60,13 +70,41 @@ class Sample:
     trusted_root_jsonl: Path
 
 
+def _pinned(folder: Path) -> bool:
+    return all(
+        (folder / name).is_file() and hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+        for name, digest in SAMPLE_SHA256.items()
+    )
+
+
+def sample_folder() -> Path:
+    """$PIXI_PACK_CI_SLSA_GENERATOR_SAMPLE, else ../shared/reference/slsa-generator-v2.1.0, else a
+    copy downloaded once into the git-ignored .tools/ (the sample is test data of another project,
+    so it is not committed here). Every file must match its pinned sha256."""
+    candidates = [
+        os.environ.get("PIXI_PACK_CI_SLSA_GENERATOR_SAMPLE"),
+        ROOT.parent / "shared/reference/slsa-generator-v2.1.0",
+    ]
+    for candidate in filter(None, candidates):
+        if _pinned(Path(candidate)):
+            return Path(candidate)
+    cache = ROOT / ".tools" / "slsa-generator-v2.1.0"
+    if not _pinned(cache):
+        cache.mkdir(parents=True, exist_ok=True)
+        for name in SAMPLE_SHA256:
+            try:
+                with urllib.request.urlopen(f"{SAMPLE_SOURCE}/{name}", timeout=60) as response:
+                    (cache / name).write_bytes(response.read())
+            except OSError as exc:
+                pytest.fail(f"the real slsa-github-generator output is not here and not at {SAMPLE_SOURCE}: {exc}")
+        assert _pinned(cache), f"{SAMPLE_SOURCE} served other bytes than the pinned sample"
+    return cache
+
+
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
-    artifact, bundle = SAMPLE / ARTIFACT, SAMPLE / f"{ARTIFACT}.intoto.jsonl"
-    assert artifact.is_file() and bundle.is_file(), (
-        f"the real slsa-github-generator v2.1.0 output is not in {SAMPLE}: set PIXI_PACK_CI_SLSA_GENERATOR_SAMPLE "
-        "to a folder with it (slsa-verifier's cli/slsa-verifier/testdata/gha_generic/v2.1.0/)"
-    )
+    folder = sample_folder()
+    artifact, bundle = folder / ARTIFACT, folder / f"{ARTIFACT}.intoto.jsonl"
     assert PUBLIC_GOOD_ROOT.is_file(), f"sigstore-python no longer ships {PUBLIC_GOOD_ROOT}"
     base = tmp_path_factory.mktemp("generator-sample")
     tampered = base / ARTIFACT
