@@ -13,6 +13,7 @@ is in ``NOT_EXPRESSIBLE``. The table is printed.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import make_project, pack_ok, run_cli
 from signing import GITHUB_ISSUER, GITLAB_SAN, KEY_PASSWORD, SAN, Sigstore, github_env, gitlab_env, no_ci
+from sigstore_double import FIRST_LOG_INDEX
 from verifier_tools import Outcome, debian_tool, node_verifier, run, venv_tool
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="cosign and sigstore-go come from Debian packages")
@@ -243,6 +245,10 @@ def render(outcomes: dict[tuple[str, str, str], Outcome]) -> str:
 def test_every_verifier_accepts_the_good_pack_and_rejects_every_bad_case(
     signed: dict[str, Signed], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    for mode in ("GitHub keyless", "GitLab keyless"):
+        (entry,) = json.loads(signed[mode].good.bundle.read_text())["verificationMaterial"]["tlogEntries"]
+        # sigstore-go <= 0.7.1, so cosign 2.5.0, would reject the entry at index 0 as "nil".
+        assert int(entry["logIndex"]) >= FIRST_LOG_INDEX > 0
     cells = [
         (mode, verifier, case)
         for mode in MODES
