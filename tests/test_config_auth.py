@@ -102,7 +102,7 @@ def test_malformed_config_and_auth_files(project: Project, tmp_path: Path) -> No
             ("[mirrors\n", "not valid TOML"),
             ("mirrors = 3\n", "[mirrors] must be a table"),
             ('[mirrors]\n"https://a" = []\n', "non-empty list"),
-            ('[mirrors]\n"ftp://a" = ["https://b"]\n', "not an http(s) or file URL"),
+            ('[mirrors]\n"conda-forge" = ["https://b"]\n', "is not a URL"),
             ("[concurrency]\ndownloads = 0\n", "downloads must be a whole number"),
         ],
         "auth.json": [

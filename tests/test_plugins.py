@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 import textwrap
 from pathlib import Path
@@ -74,7 +75,8 @@ def _install_plugin(site: Path, name: str, module: str, source: str) -> None:
 def plugin_env(tmp_path: Path, project: Project) -> dict[str, str]:
     site = tmp_path / "site"
     _install_plugin(site, "demo", "demo_plugin", PLUGIN)
-    return {"PYTHONPATH": str(site), "DEMO_LOG": str(tmp_path / "log.jsonl"), "DEMO_CHANNEL": str(project.channel.path)}
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "DEMO_LOG": str(tmp_path / "log.jsonl"), "DEMO_CHANNEL": str(project.channel.path)}
 
 
 def _events(env: dict[str, str]) -> list[dict]:  # type: ignore[type-arg]
@@ -130,7 +132,7 @@ def test_dry_run_applies_plan_hooks_without_downloading(project: Project, plugin
 
 
 def test_broken_plugin_is_reported_not_fatal(project: Project, tmp_path: Path, plugin_env: dict[str, str]) -> None:
-    site = Path(plugin_env["PYTHONPATH"])
+    site = Path(plugin_env["PYTHONPATH"].split(os.pathsep)[0])
     _install_plugin(site, "broken", "broken_plugin", "raise ImportError('missing dependency xyz')\n")
     proc = run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "e.tar", env=plugin_env, check=True)
     err = proc.stderr.decode()
@@ -175,3 +177,58 @@ def test_hookspecs_are_documented() -> None:
     for name in specs:
         doc = textwrap.dedent(getattr(hookspecs, name).__doc__ or "")
         assert "Called" in doc or "called" in doc, name
+
+
+MISSPELLED = """
+from pixi_pack_ci.core import hookimpl
+
+@hookimpl
+def pixi_pack_ci_modify_plans(plan, options):  # one letter off pixi_pack_ci_modify_plan
+    raise AssertionError("never called")
+"""
+
+MIRROR_FETCHER = """
+import os, shutil
+from pathlib import Path
+from pixi_pack_ci.core import hookimpl
+
+@hookimpl
+def pixi_pack_ci_fetch_artifact(artifact, destination, context, attempt, url):
+    if not url.startswith("demo://"):
+        return None
+    with open(os.environ["DEMO_LOG"], "a") as fh:
+        fh.write(url + "\\n")
+    shutil.copyfile(Path(os.environ["DEMO_CHANNEL"]) / url[len("demo://mirror/"):], destination)
+    return True
+"""
+
+
+def test_misspelled_hook_fails_its_plugin_at_load_and_plugins_lists_why(
+    project: Project, tmp_path: Path, plugin_env: dict[str, str]
+) -> None:
+    _install_plugin(tmp_path / "site", "typo", "typo_plugin", MISSPELLED)
+    env = {**plugin_env, "PIXI_PACK_CI_DISABLE_PLUGINS": "gitlab"}
+    proc = run_cli("plugins", "--json", env=env, check=True)
+    states = {p["name"]: (p["state"], p["detail"]) for p in json.loads(proc.stdout)}
+    assert states["typo"][0] == "failed" and "pixi_pack_ci_modify_plans" in states["typo"][1]
+    assert states["demo"] == ("loaded", "demo_plugin")
+    assert states["gitlab"][0] == "blocked" and states["http"] == ("loaded", "built-in")
+    # The run goes on without it, and says so once.
+    packed = run_cli("pack", project.dir, "-p", "linux-64", "-o", tmp_path / "e.tar", env=env, check=True)
+    assert packed.stderr.decode().count("plugin 'typo' could not be loaded") == 1
+
+
+def test_core_applies_mirrors_for_a_plugin_fetcher(
+    project: Project, tmp_path: Path, plugin_env: dict[str, str]
+) -> None:
+    # The plugin only knows demo:// URLs; the config mirrors the channel there, and the core hands
+    # the plugin each attempt's mirrored URL.
+    _install_plugin(tmp_path / "site", "mirror", "mirror_plugin", MIRROR_FETCHER)
+    config = tmp_path / "config.toml"
+    config.write_text(f'[mirrors]\n"{project.channel.url}" = ["demo://mirror/"]\n')
+    env = {**plugin_env, "PIXI_PACK_CI_DISABLE_PLUGINS": "demo"}
+    pack = tmp_path / "e.tar"
+    run_cli("pack", project.dir, "-p", "linux-64", "-o", pack, "-c", config, env=env, check=True)
+    urls = Path(env["DEMO_LOG"]).read_text().splitlines()
+    assert len(urls) == len(project.linux_packages) and all(u.startswith("demo://mirror/") for u in urls)
+    assert sum(project.channel.server.requests.values()) == 0

@@ -27,9 +27,9 @@ from packaging.utils import parse_wheel_filename
 
 from .cache import PackageCache, file_digest
 from .errors import PixiPackError
-from .fetch import FetchContext, fetch_artifacts
+from .fetch import FetchRun, fetch_artifacts
 from .lockfile import pypi_build_indexes
-from .model import PackOptions, PackPlan, PypiArtifact, PypiSource
+from .model import PackPlan, PypiArtifact, PypiSource
 from .redact import scrub
 from .sources import FIXED_EPOCH, LockedSource, SourceError, checkout_git, folder_digest
 from .wheelbuild import BuildError, BuildSettings, build_wheel
@@ -65,7 +65,7 @@ def _jobs(plans: list[PackPlan]) -> list[_Job]:
     return list(jobs.values())
 
 
-def _fetch_sdists(jobs: list[_Job], cache: PackageCache, context: FetchContext, hook: Any) -> dict[str, Path]:
+def _fetch_sdists(jobs: list[_Job], run: FetchRun) -> dict[str, Path]:
     """Every sdist once, through the fetch loop: retried, mirrored, cached and checked against
     the lockfile's sha256 like any package (an sdist without one is refused)."""
     artifacts = []
@@ -81,11 +81,11 @@ def _fetch_sdists(jobs: list[_Job], cache: PackageCache, context: FetchContext, 
         artifacts.append(PypiArtifact(job.entry.name, version, name, job.source.location, job.entry.sha256))
     if not artifacts:
         return {}
-    checked, context.verify_cache_hits = context.verify_cache_hits, True  # never packed: check hits now
+    checked, run.verify_cache_hits = run.verify_cache_hits, True  # never packed: check hits now
     try:
-        files = fetch_artifacts(artifacts, cache, context, hook)
+        files = fetch_artifacts(artifacts, run)
     finally:
-        context.verify_cache_hits = checked
+        run.verify_cache_hits = checked
     return {a.url: files[a.cache_key] for a in artifacts}
 
 
@@ -218,17 +218,16 @@ def _tell(message: str) -> None:
     print(scrub(f"🔨 {message}"), file=sys.stderr)
 
 
-def build_pypi_sources(
-    plans: list[PackPlan], cache: PackageCache, context: FetchContext, hook: Any, options: PackOptions
-) -> list[dict[str, Any]]:
+def build_pypi_sources(plans: list[PackPlan], run: FetchRun, *, quiet: bool) -> list[dict[str, Any]]:
     """Build every non-wheel entry left in ``plans`` into a wheel; returns what was built, how
     (from the cache or not) and where the time went, for the output and ``--json``."""
     jobs = _jobs(plans)
     if not jobs:
         return []
-    say: Callable[[str], None] = log.info if options.quiet else _tell
+    say: Callable[[str], None] = log.info if quiet else _tell
+    cache = run.cache
     started = time.monotonic()
-    sdists = _fetch_sdists(jobs, cache, context, hook)
+    sdists = _fetch_sdists(jobs, run)
     fetch_seconds = time.monotonic() - started
     report: list[dict[str, Any]] = []
     for job in jobs:

@@ -15,6 +15,7 @@ and its entry hashed again. What is trusted, by whom and why: ``docs/trust.md``.
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 import hmac
 import io
@@ -39,6 +40,17 @@ CACHEDIR_TAG = (
     "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
 CHUNK = 1 << 20
+
+
+class CacheMode(enum.Enum):
+    """How a run uses its cache folder, one name from ``--use-cache`` down to the pack writers."""
+
+    #: A folder of this run only, beside the first output, removed when the run ends: downloads
+    #: of a pack written in place go straight into their slots.
+    STAGING = "staging"
+    #: The user's ``--use-cache`` folder: entries and their records outlive the run, so every
+    #: download is committed there first.
+    KEEP = "keep"
 
 
 class ArtifactHash:

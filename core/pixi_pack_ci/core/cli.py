@@ -17,7 +17,8 @@ from . import __version__
 from .activation import SHELLS, default_shell
 from .errors import PixiPackError, UsageError
 from .inspect_pack import inspect_pack
-from .model import PackOptions, human_size
+from .model import PackOptions, UnpackOptions, human_size
+from .options import add_pack_flags, options_values
 from .pack import run_pack
 from .plugin_manager import PluginManager, create_plugin_manager
 from .redact import scrub
@@ -68,82 +69,9 @@ def build_parser(pm: PluginManager) -> argparse.ArgumentParser:
         metavar="MANIFEST_PATH",
         help="pixi.toml, pyproject.toml or project folder (default: .); pixi.lock is read beside it",
     )
-    pack.add_argument(
-        "-e",
-        "--environment",
-        action="append",
-        dest="environments",
-        metavar="ENV",
-        help="environment to pack (repeatable; default: default)",
-    )
-    pack.add_argument(
-        "-p",
-        "--platform",
-        action="append",
-        dest="platforms",
-        metavar="PLATFORM",
-        help=f"target platform: a platform name of the lockfile or a subdir (repeatable; default: this machine's, "
-        f"{Subdir.current()})",
-    )
-    pack.add_argument(
-        "-o",
-        "--output",
-        "--output-file",
-        dest="output",
-        metavar="OUTPUT",
-        help="pack file or folder (default: environment.tar); - writes the tar to stdout",
-    )
-    pack.add_argument(
-        "--output-dir", type=Path, metavar="DIR", help="folder for several packs, named <env>-<platform>.tar"
-    )
-    pack.add_argument(
-        "--use-cache",
-        type=Path,
-        dest="cache_dir",
-        metavar="DIR",
-        help="download cache shared between runs (pixi-pack layout, verified)",
-    )
-    pack.add_argument(
-        "-c", "--config", type=Path, metavar="CONFIG", help="pixi/rattler config TOML ([mirrors], [concurrency])"
-    )
-    pack.add_argument(
-        "--auth-file", type=Path, metavar="FILE", help="rattler credentials JSON (default: $RATTLER_AUTH_FILE)"
-    )
-    pack.add_argument("--directory-only", action="store_true", help="write the pack as a folder, not a tar")
-    pack.add_argument(
-        "--create-executable",
-        action="store_true",
-        help="write a self-extracting .sh (unix targets) or .ps1 (Windows targets) instead of a tar",
-    )
-    pack.add_argument(
-        "--pixi-unpack-source",
-        metavar="PATH|URL|none",
-        help="unpacker to embed in the executable (default: the matching pixi-unpack release; none: use PATH)",
-    )
-    pack.add_argument(
-        "-i",
-        "--inject",
-        action="extend",
-        nargs="+",
-        type=Path,
-        default=[],
-        metavar="FILE",
-        help="add local .conda, .tar.bz2 or .whl files to the pack (several per flag, or repeat the flag; checked "
-        "against the environment); put MANIFEST_PATH before -i",
-    )
-    pack.add_argument(
-        "--ignore-pypi-non-wheel",
-        action="store_true",
-        help="leave out PyPI entries that are not wheels (named in output) instead of building them",
-    )
-    pack.add_argument(
-        "--no-build",
-        action="store_true",
-        help="refuse PyPI entries that are not wheels instead of building them (no build backend runs)",
-    )
-    pack.add_argument("--dry-run", action="store_true", help="show what would be packed; download nothing")
+    add_pack_flags(pack)
     _add_common(pack)
-    pm.hook.pixi_pack_ci_add_arguments(parser=pack, command="pack")
+    pm.add_arguments(pack, "pack")
 
     unpack = sub.add_parser("unpack", help="create an environment from a pack")
     unpack.add_argument(
@@ -172,14 +100,16 @@ def build_parser(pm: PluginManager) -> argparse.ArgumentParser:
     )
     unpack.add_argument("--force", action="store_true", help="replace an existing environment")
     _add_common(unpack)
-    pm.hook.pixi_pack_ci_add_arguments(parser=unpack, command="unpack")
+    pm.add_arguments(unpack, "unpack")
 
     insp = sub.add_parser("inspect", help="show a pack's platform, packages and sizes")
     insp.add_argument("pack", metavar="PACK", type=Path)
     _add_common(insp)
-    pm.hook.pixi_pack_ci_add_arguments(parser=insp, command="inspect")
+    pm.add_arguments(insp, "inspect")
 
-    pm.hook.pixi_pack_ci_add_commands(subparsers=sub)
+    plugins = sub.add_parser("plugins", help="list the plugins: loaded, blocked, or failed and why")
+    _add_common(plugins)
+    pm.add_commands(sub)
     return parser
 
 
@@ -190,26 +120,11 @@ def _print_json(data: Any) -> None:
 def _cmd_pack(args: argparse.Namespace, pm: PluginManager) -> int:
     if args.json and args.output == "-":
         raise UsageError("--json cannot be combined with -o - (standard output carries the pack)")
-    options = PackOptions(
-        manifest_path=Path(args.manifest_path),
-        environments=args.environments or ["default"],
-        platforms=args.platforms or [str(Subdir.current())],
-        output=args.output,
-        output_dir=args.output_dir,
-        cache_dir=args.cache_dir,
-        config_path=args.config,
-        auth_file=args.auth_file,
-        directory_only=args.directory_only,
-        ignore_pypi_non_wheel=args.ignore_pypi_non_wheel,
-        no_build=args.no_build,
-        inject=list(args.inject),
-        create_executable=args.create_executable,
-        pixi_unpack_source=args.pixi_unpack_source,
-        dry_run=args.dry_run,
-        quiet=args.quiet,
-        args=args,
-    )
-    plans, results = run_pack(options, pm.hook)
+    values = options_values(args)
+    values["environments"] = values["environments"] or ["default"]
+    values["platforms"] = values["platforms"] or [str(Subdir.current())]
+    options = PackOptions(manifest_path=Path(args.manifest_path), quiet=args.quiet, args=args, **values)  # type: ignore[arg-type]
+    plans, results = run_pack(options, pm)
     if args.dry_run:
         if args.json:
             _print_json({"dry_run": True, "packs": [p.to_json() for p in plans]})
@@ -240,9 +155,14 @@ def _cmd_pack(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 def _cmd_unpack(args: argparse.Namespace, pm: PluginManager) -> int:
-    pm.hook.pixi_pack_ci_before_unpack(pack=args.pack, options=args)
-    result = run_unpack(args.pack, args.output_directory, args.env_name, args.shell, force=args.force, quiet=args.quiet)
-    pm.hook.pixi_pack_ci_unpacked(result=result, options=args)
+    options = UnpackOptions(
+        pack=args.pack, output_directory=args.output_directory, env_name=args.env_name, shell=args.shell,
+        force=args.force, quiet=args.quiet, args=args,
+    )  # fmt: skip
+    pm.before_unpack(options.pack, options)
+    o = options
+    result = run_unpack(o.pack, o.output_directory, o.env_name, o.shell, force=o.force, quiet=o.quiet)
+    pm.unpacked(result, options)
     if args.json:
         _print_json(result.to_json())
     elif not args.quiet:
@@ -265,6 +185,15 @@ def _cmd_inspect(args: argparse.Namespace, pm: PluginManager) -> int:
     for p in summary["packages"]:
         label = f"{p.get('name')}={p.get('version')}={p.get('build')}" if p["kind"] == "conda" else p["file_name"]
         print(f"  {p['kind']:<6} {label:<50} {human_size(p.get('size') or 0):>10}")
+    return 0
+
+
+def _cmd_plugins(args: argparse.Namespace, pm: PluginManager) -> int:
+    if args.json:
+        _print_json([{"name": s.name, "state": s.state, "detail": s.detail} for s in pm.statuses])
+        return 0
+    for status in pm.statuses:
+        print(f"{status.name:<20} {status.state:<8} {status.detail}")
     return 0
 
 
@@ -293,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_unpack(args, pm)
         if args.command == "inspect":
             return _cmd_inspect(args, pm)
+        if args.command == "plugins":
+            return _cmd_plugins(args, pm)
         handler = getattr(args, "handler", None)
         if handler is None:
             raise UsageError(f"command {args.command!r} has no handler")
@@ -300,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PixiPackError as exc:
         if pm is not None:
             try:
-                pm.hook.pixi_pack_ci_error(error=exc, command=command)
+                pm.report_error(exc, command)
             except Exception as hook_exc:
                 log.warning("a plugin failed while reporting the error: %s", hook_exc)
         print(scrub(f"{PROG}: error: {' '.join(str(exc).split())}"), file=sys.stderr)

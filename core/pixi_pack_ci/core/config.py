@@ -66,9 +66,11 @@ def load_config(path: Path | None) -> PackConfig:
         if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
             raise ConfigError(f"config file {path}: mirrors for {source!r} must be a non-empty list of URLs")
         for url in (source, *targets):
-            scheme = urlsplit(url).scheme
-            if scheme not in ("http", "https", "file"):
-                raise ConfigError(f"config file {path}: {url!r} in [mirrors] is not an http(s) or file URL")
+            # Any scheme a fetcher may know (s3://, oci://, a plugin's own): the core rotates
+            # mirrors for every fetcher, and one that knows no fetcher fails at its download.
+            parts = urlsplit(url)
+            if not parts.scheme or not (parts.netloc or parts.scheme == "file"):
+                raise ConfigError(f"config file {path}: {url!r} in [mirrors] is not a URL")
         mirrors[_with_slash(source)] = [_with_slash(t) for t in targets]
 
     concurrency: int | None = None

@@ -54,6 +54,11 @@ class DownloadError(PixiPackError):
     """A package could not be fetched after every retry and mirror."""
 
 
+class TransientFetchError(DownloadError):
+    """A failure worth retrying: 5xx, 408/429, a reset or timed-out connection, a truncated body.
+    Fetch plugins raise it; the core then tries again (the next mirror, after a backoff)."""
+
+
 class ChecksumMismatchError(DownloadError):
     """A fetched or cached file does not have the hash the lockfile promises."""
 

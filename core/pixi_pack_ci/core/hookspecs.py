@@ -17,7 +17,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .errors import PixiPackError
-    from .fetch import FetchContext
+    from .fetch_context import FetchContext
     from .model import Artifact, PackOptions, PackPlan, PackResult, UnpackResult
 
 PROJECT_NAME = "pixi_pack_ci"
@@ -71,17 +71,20 @@ def pixi_pack_ci_modify_plan(plan: PackPlan, options: PackOptions) -> None:
 
 @hookspec(firstresult=True)
 def pixi_pack_ci_fetch_artifact(
-    artifact: Artifact, destination: Path, context: FetchContext, attempt: int
+    artifact: Artifact, destination: Path, context: FetchContext, attempt: int, url: str
 ) -> object | None:
-    """Fetch one artifact's bytes into ``destination`` (a temporary file path).
+    """Fetch one artifact's bytes from ``url`` into ``destination`` (a temporary file path).
 
     Called for every artifact that is not already in the cache, once per attempt (``attempt``
-    counts from 0). The first implementation that returns something other than ``None`` wins:
-    ``True``, or a :class:`~pixi_pack_ci.core.fetch.Digests` of the bytes it wrote, which spares
-    the core reading the file again. Return ``None`` to let the next one try. The built-in HTTP fetcher
-    (httpx, mirrors, credentials) runs last. The core verifies the hash afterwards, retries on
-    :class:`~pixi_pack_ci.core.fetch.TransientFetchError` and mismatches, and moves the file
-    into place atomically, so an implementation only has to write bytes.
+    counts from 0). ``url`` is the attempt's URL: the core has applied the configured mirrors and
+    moves to the next mirror on each retry, so a fetcher for a new scheme answers for the
+    ``url`` schemes it knows (it may ignore ``artifact.url``). The first implementation that
+    returns something other than ``None`` wins: ``True``, or a
+    :class:`~pixi_pack_ci.core.Digests` of the bytes it wrote, which spares the core reading the
+    file again. Return ``None`` to let the next one try. The built-in HTTP fetcher (httpx,
+    credentials) runs last. The core verifies the hash afterwards, retries on
+    :class:`~pixi_pack_ci.core.TransientFetchError` and mismatches, and moves the file into place
+    atomically, so an implementation only has to write bytes.
 
     Writing through ``context.open_destination(artifact, destination)`` instead of opening
     ``destination`` lets the core place the bytes straight into a pack that is being written in

@@ -256,6 +256,19 @@ class PackOptions:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class UnpackOptions:
+    """What the user asked ``unpack`` for; ``args`` keeps every parsed flag, plugin flags included."""
+
+    pack: str
+    output_directory: Path = Path(".")
+    env_name: str = "env"
+    shell: str = "bash"
+    force: bool = False
+    quiet: bool = False
+    args: argparse.Namespace = field(default_factory=argparse.Namespace)
+
+
 def human_size(n: int) -> str:
     """``1.5 MiB``: sizes as the CLI, job summaries and logs print them."""
     size = float(n)

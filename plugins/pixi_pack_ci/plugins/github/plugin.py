@@ -84,13 +84,13 @@ class GitHubPlugin:
                 line=error.line,
             )
 
-    @hookimpl
+    @hookimpl(optionalhook=True)  # the provenance plugin's hook: absent when it is blocked
     def pixi_pack_ci_provenance_build(self, claims: Mapping[str, Any] | None) -> BuildDescription | None:
         if not self._active():
             return None
         return github_build_description(claims, os.environ)
 
-    @hookimpl
+    @hookimpl(optionalhook=True)  # the provenance plugin's hook: absent when it is blocked
     def pixi_pack_ci_provenance_signed(self, attestation: Attestation, report: dict[str, Any]) -> None:
         # Only Sigstore bundles: the attestations API rejects key-signed ones.
         if not self._active() or not attestation.keyless:

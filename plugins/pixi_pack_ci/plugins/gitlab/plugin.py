@@ -71,7 +71,7 @@ class GitLabPlugin:
         print(f"🧾 Wrote {out} and {args.folder / 'SHA256SUMS'}")
         return 0
 
-    @hookimpl
+    @hookimpl(optionalhook=True)  # the provenance plugin's hook: absent when it is blocked
     def pixi_pack_ci_provenance_build(self, claims: Mapping[str, Any] | None) -> BuildDescription | None:
         if not self._active():
             return None
