@@ -6,13 +6,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import platform
 import re
+import shutil
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import Project, credentialed_project
+from lock_index import locked, offline_env, project_of, serve_lock_index, wheelhouse
+from pixi_pack_ci.core import __version__
 from signing import SAN, Sigstore, assert_secret_hidden, github_env, no_ci
 
 
@@ -56,7 +62,7 @@ def run_step(cwd: Path, inputs: dict[str, str], env: dict[str, str] | None = Non
     for f in files.values():
         f.write_text("")
     full_env = {
-        **__import__("os").environ,
+        **os.environ,
         **no_ci(),
         "GITHUB_ACTIONS": "true",
         "GITHUB_WORKSPACE": str(cwd),
@@ -254,3 +260,118 @@ def test_platform_names_of_a_v7_lockfile(project: Project, tmp_path: Path) -> No
         ("linux-64-cuda", "linux-64", "pixi-packs/default-linux-64-cuda.tar"),
     ]
     assert "| linux-64-cuda |" in step.summary
+
+
+# --- the action's own environment (plugins/pixi_pack_ci/plugins/github/install.py) ---------------
+
+INSTALLER = Path("plugins/pixi_pack_ci/plugins/github/install.py")
+
+
+def action_tree(directory: Path) -> Path:
+    """A copy of what the action's checkout holds that the installer reads."""
+    repo = Path(__file__).resolve().parent.parent
+    directory.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md", ".gitignore"):
+        shutil.copy(repo / name, directory / name)
+    for name in ("requirements", "core", "plugins", "hatch_plugin"):
+        shutil.copytree(repo / name, directory / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return directory
+
+
+def installer(tree: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(tree / INSTALLER), *args], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+def test_the_action_installs_its_lock_and_nothing_else(tmp_path: Path) -> None:
+    tree = action_tree(tmp_path / "action")
+    index = serve_lock_index(tmp_path / "index")
+    try:
+        env = {**offline_env(index, tmp_path), "RUNNER_OS": "Linux", "RUNNER_ARCH": "X64"}
+        venv = tmp_path / "venv"
+        located = installer(tree, env, "locate", "--venv", str(venv))
+        assert located.returncode == 0, located.stderr
+        outputs = dict(line.split("=", 1) for line in located.stdout.splitlines())
+        assert outputs["key"].startswith(f"pixi-pack-ci-env-v1-Linux-X64-py{platform.python_version()}-")
+        assert outputs["cli"] == str(venv / "bin" / "pixi-pack-ci")
+
+        cold = installer(tree, env, "install", "--venv", str(venv))
+        assert cold.returncode == 0, cold.stdout[-3000:] + cold.stderr[-3000:]
+        assert "installed=true" in cold.stdout
+        assert index.outside_the_lock() == [], "asked for something the lock does not pin"
+        assert not set(index.decoys) & set(index.files_served())
+        # Every runtime package came from the index, the build backend too: nothing from elsewhere.
+        served = {project_of(name) for name in index.files_served()}
+        assert served == set(locked()), served ^ set(locked())
+        version = subprocess.run([outputs["cli"], "--version"], capture_output=True, text=True)
+        assert version.returncode == 0 and version.stdout.strip() == f"pixi-pack-ci {__version__}"
+        # Only what runs: the build backend built the wheel in its own environment and stayed there.
+        python = outputs["python"]
+        assert subprocess.run([python, "-c", "import hatchling"], capture_output=True).returncode != 0
+        assert subprocess.run([python, "-c", "import sigstore, uv, rattler"], capture_output=True).returncode == 0
+
+        # The same key again (as after a cache restore): nothing is installed or fetched.
+        asked = len(index.requests)
+        warm = installer(tree, env, "install", "--venv", str(venv))
+        assert warm.returncode == 0 and "installed=false" in warm.stdout, warm.stderr
+        assert f"environment {outputs['key']} restored, nothing to install" in warm.stdout
+        assert len(index.requests) == asked
+        # A venv someone else left there (no marker of this key) is replaced, not trusted.
+        (venv / "pixi-pack-ci-environment.json").write_text('{"key": "another"}')
+        again = installer(tree, env, "install", "--venv", str(venv))
+        assert again.returncode == 0 and "installed=true" in again.stdout, again.stderr
+        assert index.outside_the_lock() == []
+        # The check above can fail: a resolver not held to the lock would fetch the decoy.
+        urllib.request.urlopen(index.url.replace("/simple/", f"/files/{index.decoys[0]}")).read()
+        assert index.outside_the_lock() == [f"GET /files/{index.decoys[0]}"]
+    finally:
+        index.stop()
+
+
+def test_the_environment_key_follows_the_lock_the_code_the_os_and_the_arch(tmp_path: Path) -> None:
+    tree = action_tree(tmp_path / "action")
+    env = {**os.environ, "RUNNER_OS": "Linux", "RUNNER_ARCH": "X64"}
+
+    def key(**extra: str) -> str:
+        proc = installer(tree, {**env, **extra}, "locate", "--venv", str(tmp_path / "venv"))
+        assert proc.returncode == 0, proc.stderr
+        return dict(line.split("=", 1) for line in proc.stdout.splitlines())["key"]
+
+    first = key()
+    assert first == key()
+    assert key(RUNNER_OS="macOS").startswith("pixi-pack-ci-env-v1-macOS-X64-py")
+    assert key(RUNNER_ARCH="ARM64").startswith("pixi-pack-ci-env-v1-Linux-ARM64-py")
+    lock = tree / "requirements" / "action.txt"
+    lock.write_text(lock.read_text() + "\n")
+    assert key() != first
+    lock.write_text(lock.read_text()[:-1])
+    assert key() == first
+    (tree / "core" / "pixi_pack_ci" / "core" / "cli.py").write_text("# changed\n", encoding="utf-8")
+    assert key() != first
+
+
+def mutate_hash(lock: Path, digest: str) -> None:
+    text = lock.read_text()
+    assert f"sha256:{digest}" in text, f"{digest} is not in {lock}"
+    lock.write_text(text.replace(f"sha256:{digest}", f"sha256:{digest[:-4]}0000"))
+
+
+def test_one_mutated_hash_in_the_lock_and_the_install_refuses(tmp_path: Path) -> None:
+    index = serve_lock_index(tmp_path / "index", decoys=False)
+    try:
+        wheels = {project_of(p.name): p for p in wheelhouse().glob("*.whl")}
+        for project in ("installer", "uv"):  # a runtime package uv installs; the uv wheel this file fetches
+            tree = action_tree(tmp_path / project)
+            mutate_hash(tree / "requirements" / "action.txt", hashlib.sha256(wheels[project].read_bytes()).hexdigest())
+            env = offline_env(index, tmp_path / f"{project}-scratch")
+            proc = installer(tree, env, "install", "--venv", str(tmp_path / f"{project}-venv"))
+            assert proc.returncode == 1, proc.stdout[-2000:]
+            output = proc.stdout + proc.stderr
+            if project == "uv":
+                assert "no uv 0." in output and "wheel with a locked hash" in output, output[-2000:]
+            else:
+                assert "Hash mismatch" in output and wheels[project].name.split("-")[0] in output, output[-2000:]
+            assert not (tmp_path / f"{project}-venv" / "pixi-pack-ci-environment.json").exists()
+    finally:
+        index.stop()
