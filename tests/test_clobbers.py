@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import rattler
 from conftest import pack_ok
-from pixi_pack_ci.core import clobbers, unpack
+from pixi_pack_ci.core import clobbers, install, unpack
 from pixi_pack_ci.core.errors import UnpackError
+from pixi_pack_ci.core.model import UnpackOptions
 from support import ChannelServer, PackageSpec, build_channel, channel_records, write_lockfile
 
 RUNS = 50
@@ -145,7 +146,7 @@ def conda_meta(prefix: Path, name: str) -> dict[str, dict[str, str]]:
 @pytest.mark.posix
 def test_the_same_tree_every_time(clash_pack: ClashPack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first_attempts: list[bool] = []
-    real_install = unpack._rattler_install
+    real_install = install._rattler_install
 
     def counting(records: list[rattler.RepoDataRecord], target: Path, *args: object) -> UnpackError | None:
         failure = real_install(records, target, *args)  # type: ignore[arg-type]
@@ -153,10 +154,10 @@ def test_the_same_tree_every_time(clash_pack: ClashPack, tmp_path: Path, monkeyp
             first_attempts.append(failure is None)
         return failure
 
-    monkeypatch.setattr(unpack, "_rattler_install", counting)
+    monkeypatch.setattr(install, "_rattler_install", counting)
     trees = []
     for run in range(RUNS):
-        result = unpack.run_unpack(str(clash_pack.pack), tmp_path / f"out{run}", "env", "bash", quiet=True)
+        result = unpack.run_unpack(UnpackOptions(str(clash_pack.pack), tmp_path / f"out{run}", quiet=True))
         assert result.prefix == tmp_path / f"out{run}" / "env"
         trees.append(snapshot(result.prefix))
     different = [run for run, tree in enumerate(trees) if tree != trees[0]]
@@ -177,7 +178,7 @@ def test_the_same_tree_every_time(clash_pack: ClashPack, tmp_path: Path, monkeyp
 
 @pytest.mark.posix
 def test_conda_meta_says_where_each_copy_is(clash_pack: ClashPack, tmp_path: Path) -> None:
-    prefix = unpack.run_unpack(str(clash_pack.pack), tmp_path, "env", "bash", quiet=True).prefix
+    prefix = unpack.run_unpack(UnpackOptions(str(clash_pack.pack), tmp_path, quiet=True)).prefix
     aside = {
         ("ff-a", "share/clash/same.txt"),
         ("ff-c", "share/clash/same.txt"),
@@ -208,7 +209,7 @@ def test_a_pack_without_clashes_reads_no_file_lists(
     def never(*args: object) -> None:
         raise AssertionError("file lists read for a pack without clashes")
 
-    monkeypatch.setattr(unpack, "read_installed_paths", never)
+    monkeypatch.setattr(install, "read_installed_paths", never)
     base = tmp_path / "quiet"
     specs = [s for s in clash_specs() if s.name in ("plain", "ff-a", "fd-dir", "mid-p")]
     build_channel(base / "channel", specs, base / "work")
@@ -220,7 +221,7 @@ def test_a_pack_without_clashes_reads_no_file_lists(
         pack_ok(base, base / "quiet.tar", "-q")
     finally:
         server.stop()
-    prefix = unpack.run_unpack(str(base / "quiet.tar"), tmp_path / "out", "env", "bash", quiet=True).prefix
+    prefix = unpack.run_unpack(UnpackOptions(str(base / "quiet.tar"), tmp_path / "out", quiet=True)).prefix
     assert (prefix / "share" / "clash" / "same.txt").read_text() == "ff-a\n"
     assert not (prefix / "__clobbers__").exists()
 

@@ -168,18 +168,18 @@ def test_install_frees_each_extracted_archive(project: Project, tmp_path: Path) 
     import asyncio
 
     import rattler
-    from pixi_pack_ci.core import unpack
+    from pixi_pack_ci.core import extract, install
     from pixi_pack_ci.core.progress import ProgressReporter
 
     pack = tmp_path / "e.tar"
     pack_ok(project.dir, pack, "-q")
     with pack.open("rb") as fh:
-        extracted = unpack.extract_pack(fh, tmp_path / "x")
-    records = unpack._load_records(extracted.root, extracted.digests)
+        extracted = extract.extract_pack(fh, tmp_path / "x")
+    records = extract.load_records(extracted.root, extracted.digests)
     archives = sorted(p for p in (extracted.root / "channel").rglob("*") if p.name.endswith((".conda", ".tar.bz2")))
     assert len(archives) == len(records) == len(project.linux_packages)
     with ProgressReporter("", None, enabled=False) as progress:
-        events = unpack._InstallEvents(records, progress, delete=True)
+        events = install._InstallEvents(records, progress, delete=True)
         try:
             asyncio.run(
                 rattler.install(records, tmp_path / "env", cache_dir=tmp_path / "cache", reporter=events)  # type: ignore[arg-type]

@@ -160,8 +160,7 @@ def _cmd_unpack(args: argparse.Namespace, pm: PluginManager) -> int:
         force=args.force, quiet=args.quiet, args=args,
     )  # fmt: skip
     pm.before_unpack(options.pack, options)
-    o = options
-    result = run_unpack(o.pack, o.output_directory, o.env_name, o.shell, force=o.force, quiet=o.quiet)
+    result = run_unpack(options)
     pm.unpacked(result, options)
     if args.json:
         _print_json(result.to_json())
