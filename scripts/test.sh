@@ -32,5 +32,7 @@ for platform in linux win32 darwin; do
   echo "== mypy --strict --platform $platform core plugins hatch_plugin"
   "$venv/bin/mypy" --strict --platform "$platform" --cache-dir ".mypy_cache/$platform" "${roots[@]}"
 done
+echo "== lint-imports (the core never imports a plugin; plugins use only pixi_pack_ci.core; no cycles)"
+"$venv/bin/lint-imports"
 echo "== pytest"
 PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest -q "$@"

@@ -16,7 +16,7 @@ from rattler.platform import Subdir
 from . import __version__
 from .activation import SHELLS, default_shell
 from .errors import PixiPackError, UsageError
-from .inspect_pack import inspect_pack
+from .inspection import inspect_pack
 from .model import PackOptions, UnpackOptions, human_size
 from .options import add_pack_flags, options_values
 from .pack import run_pack

@@ -1,6 +1,6 @@
 """Packing the locked environment with the project's wheel injected, through the pixi-pack-ci CLI.
 
-The CLI (``pixi_pack_ci.core.cli.main``) is imported here, lazily: hatchling imports every plugin
+The CLI (``pixi_pack_ci.core.main``) is imported here, lazily: hatchling imports every plugin
 of its ``hatch`` entry-point group into every build environment, so the module that registers us
 must not pull in py-rattler or httpx.
 """
@@ -53,7 +53,7 @@ def pack_project(
     say: Callable[[str], None],
 ) -> list[Path]:
     """One pack per environment and platform, each with ``wheel`` injected; returns their paths."""
-    from pixi_pack_ci.core import cli
+    from pixi_pack_ci.core import main as pixi_pack_ci_main
     from rattler.platform import Subdir
 
     manifest = (root / settings.manifest_path).resolve()
@@ -79,7 +79,7 @@ def pack_project(
                 argv += ["--sign-key", str(root / settings.sign_key)]
             elif settings.attest:
                 argv.append("--attest")
-            if cli.main(argv) != 0:
+            if pixi_pack_ci_main(argv) != 0:
                 raise PackFailedError(f"pixi-pack-ci could not pack {environment} for {platform}")
             # With --create-executable the extension follows the platform (.sh or .ps1).
             written = next(p for p in sorted(directory.glob(stem + ".*")) if not p.name.endswith(".sigstore.json"))

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import github_action_utils as gha
-from pixi_pack_ci.core import cli
+from pixi_pack_ci.core import main as pixi_pack_ci_main
 
 from .plugin import SUMMARY_SWITCH_ENV
 
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pixi-pack-ci: error: {exc}", file=sys.stderr)
         return 2
     with gha.group("pixi-pack-ci " + shlex.join(command)):
-        code = cli.main(command)
+        code = pixi_pack_ci_main(command)
     return code
 
 

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import github_action_utils as gha
-from pixi_pack_ci.core import PackOptions, PackPlan, PackResult, PixiPackError, hookimpl
-from pixi_pack_ci.core.redact import SECRETS
+from pixi_pack_ci.core import SECRETS, PackOptions, PackPlan, PackResult, PixiPackError, hookimpl
 from pixi_pack_ci.plugins.provenance.model import Attestation, BuildDescription
 
 from .outputs import action_outputs, job_summary

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pixi_pack_ci.core.redact import SECRETS
+from pixi_pack_ci.core import SECRETS
 from pixi_pack_ci.plugins.provenance.errors import ProvenanceError, UploadError
 from pixi_pack_ci.plugins.provenance.model import Attestation, BuildDescription
 

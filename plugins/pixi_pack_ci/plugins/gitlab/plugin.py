@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pixi_pack_ci.core import PackOptions, PackPlan, PackResult, hookimpl, human_size
-from pixi_pack_ci.core.errors import UsageError
+from pixi_pack_ci.core import PackOptions, PackPlan, PackResult, UsageError, hookimpl, human_size
 from pixi_pack_ci.plugins.provenance.model import BuildDescription
 
 from .job import LogSection, dotenv_path, merge_packs_json, write_dotenv, write_packs_json

@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from pixi_pack_ci.core.atomic import atomic_output
+from pixi_pack_ci.core import atomic_output
 
 from .errors import ProvenanceError
 from .model import Subject

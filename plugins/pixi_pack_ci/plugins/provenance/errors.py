@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pixi_pack_ci.core.errors import PixiPackError
+from pixi_pack_ci.core import PixiPackError
 
 
 class ProvenanceError(PixiPackError):

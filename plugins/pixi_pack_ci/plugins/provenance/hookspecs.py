@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pixi_pack_ci.core.hookspecs import hookspec
+from pixi_pack_ci.core import hookspec
 
 if TYPE_CHECKING:
     from .model import Attestation, BuildDescription

@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pluggy
-from pixi_pack_ci.core import PackOptions, PackPlan, PackResult, __version__, hookimpl
-from pixi_pack_ci.core.errors import UsageError
-from pixi_pack_ci.core.inspect_pack import inspect_pack
+from pixi_pack_ci.core import PackOptions, PackPlan, PackResult, UsageError, __version__, hookimpl, inspect_pack
 
 from . import hookspecs
 from .attest import SigningRequest, attest_files, bundle_path_for
