@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from rattler.platform import Subdir
 
@@ -253,5 +254,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def run() -> NoReturn:
+    """The ``pixi-pack-ci`` command: :func:`main`, then an exit that skips the interpreter's
+    finalisation. py-rattler's native threads now and then crash that finalisation (SIGSEGV
+    after the run's result was printed: seen about once in 500 runs, after rattler.install and
+    RepoDataRecord.from_package_archive), which would turn a finished run's exit code into -11.
+    Every output is written and closed by now; only the standard streams need flushing."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
