@@ -52,6 +52,7 @@ import rattler
 from rattler.package_streaming import PackageArchive
 
 from .errors import UnpackError
+from .platforms import is_windows
 
 CLOBBERS_DIR = "__clobbers__"
 
@@ -166,7 +167,7 @@ def _installed(record: rattler.RepoDataRecord, kind: str, raw: bytes, layout: tu
 
 def _python_layout(records: Sequence[rattler.RepoDataRecord], platform: str) -> tuple[str, str] | None:
     """(site-packages, scripts folder) as rattler's ``PythonInfo`` computes them."""
-    windows = platform.startswith("win")
+    windows = is_windows(platform)
     for record in records:
         if record.name.normalized == "python":
             match = re.match(r"(\d+)\.(\d+)", str(record.version))

@@ -22,6 +22,7 @@ from typing import Any
 from . import __version__
 from .errors import PixiPackError, UsageError
 from .layout import PIXI_PACK_COMPAT_VERSION
+from .platforms import is_windows
 from .tarwriter import Writable
 
 #: pixi-pack's release asset for each target platform (its ``download_pixi_unpack_executable``).
@@ -37,10 +38,6 @@ NO_UNPACKER = "none"
 WIDTH = 20  # digits of every number in a header
 B64_LINE = 76
 B64_CHUNK = 57 * 1024 * 16  # bytes that encode to whole 76-char lines
-
-
-def is_windows(platform: str) -> bool:
-    return platform.startswith("win")
 
 
 def executable_suffix(platform: str) -> str:

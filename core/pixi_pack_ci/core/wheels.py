@@ -15,6 +15,7 @@ from packaging import tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from .errors import PixiPackError
+from .platforms import is_windows, wheel_script_kind
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)")
 
@@ -31,7 +32,7 @@ class PythonInfo:
 
     @property
     def is_windows(self) -> bool:
-        return self.platform.startswith("win")
+        return is_windows(self.platform)
 
     @property
     def scripts_dir(self) -> str:
@@ -57,7 +58,7 @@ class PythonInfo:
         if not site:
             abi = "t" if freethreading else ""
             site = (
-                "Lib/site-packages" if platform.startswith("win") else f"lib/python{major}.{minor}{abi}/site-packages"
+                "Lib/site-packages" if is_windows(platform) else f"lib/python{major}.{minor}{abi}/site-packages"
             )
         return cls(major, minor, platform, str(site), freethreading)
 
@@ -146,7 +147,7 @@ def install_wheels(prefix: Path, wheels: list[Path], py: PythonInfo, *, final_pr
     destination = SchemeDictionaryDestination(
         schemes,
         interpreter=str((final_prefix or prefix) / py.interpreter),
-        script_kind="win-amd64" if py.is_windows else "posix",
+        script_kind=wheel_script_kind(py.platform),
         bytecode_optimization_levels=(),
     )
     installed: list[str] = []

@@ -3,8 +3,9 @@ creates the environment when run (see :mod:`pixi_pack_ci.core.executable`)."""
 
 from __future__ import annotations
 
-from ..executable import HashingSink, executable_suffix, is_windows, write_executable
+from ..executable import HashingSink, executable_suffix, write_executable
 from ..model import PackResult
+from ..platforms import is_windows
 from ..progress import ProgressReporter
 from ..tarwriter import Writable, archive_size
 from .base import PackWriter, WriteJob, stream_pack, write_tar
