@@ -72,3 +72,14 @@ def test_uv_failure_reports_become_one_cause() -> None:
 def test_redaction_of_urls() -> None:
     assert redact_url("https://user:secret@host.example/t/tk-123/conda-forge/x.conda").count("secret") == 0
     assert "tk-123" not in redact_url("https://host.example/t/tk-123/conda-forge/x.conda")
+
+
+def test_windows_targets_and_their_script_launchers() -> None:
+    from pixi_pack_ci.core.platforms import is_windows, wheel_script_kind
+
+    assert [is_windows(p) for p in ("win-64", "win-arm64", "linux-64", "osx-arm64", "noarch")] == [
+        True, True, False, False, False,
+    ]  # fmt: skip
+    assert [wheel_script_kind(p) for p in ("win-64", "win-arm64", "win-32", "linux-aarch64")] == [
+        "win-amd64", "win-arm64", "win-ia32", "posix",
+    ]  # fmt: skip
