@@ -32,6 +32,27 @@ def _record_key_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.setdefault("PIXI_PACK_CI_STATE_DIR", str(tmp_path_factory.mktemp("state")))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_machine_credentials(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Packs read credentials and cloud settings from the machine as rattler does (keyring, netrc, AWS
+    and gcloud files, cloud metadata servers): the tests see none of this machine's, and never probe
+    a metadata address (tests that need a source set it themselves)."""
+    empty = tmp_path_factory.mktemp("no-credentials")
+    for name, value in {
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        "NETRC": os.devnull,
+        "AWS_CONFIG_FILE": str(empty / "aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(empty / "aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "CLOUDSDK_CONFIG": str(empty / "gcloud"),
+        "NO_GCE_CHECK": "true",
+    }.items():
+        os.environ.setdefault(name, value)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "RATTLER_AUTH_FILE"):  # fmt: skip
+        os.environ.pop(name, None)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Skip tests marked ``posix`` on other systems (Windows): what they exercise does not exist
     there, so they would fail for that reason alone."""

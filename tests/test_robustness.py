@@ -496,6 +496,10 @@ def test_malformed_inputs_give_one_line_errors(project: Project, tmp_path: Path)
 URL_SECRET = "url-password-q8Zr"
 AUTH_SECRET = "auth-file-token-77Kp"
 ENV_SECRET = "ghs_env-token-5Wd2"
+# rattler's other credential sources (test_credentials.py has how each is read)
+KEYRING_SECRET = "keyring-token-3Jt9"
+HOME_FILE_SECRET = "home-file-token-8Lm1"
+NETRC_SECRET = "netrc-password-6Vx4"
 
 
 def test_credentials_never_leak(project: Project, tmp_path: Path, sigstore: Sigstore) -> None:
@@ -503,12 +507,23 @@ def test_credentials_never_leak(project: Project, tmp_path: Path, sigstore: Sigs
     auth = tmp_path / "auth.json"
     auth.write_text(json.dumps({"mirror.example": {"BearerToken": AUTH_SECRET}}))
     summary, outputs = tmp_path / "summary.md", tmp_path / "outputs.txt"
+    # The keyring's entry is the one found for the server (the URL's own user and password still go
+    # first); the home file and netrc come after it, read but not used.
+    (tmp_path / "home/.rattler").mkdir(parents=True)
+    (tmp_path / "home/.rattler/credentials.json").write_text(json.dumps({"127.0.0.1": {"BearerToken": HOME_FILE_SECRET}}))
+    (tmp_path / "home/.netrc").write_text(f"machine 127.0.0.1 login n password {NETRC_SECRET}\n")
+    (tmp_path / "keyring.json").write_text(json.dumps({"rattler": {"127.0.0.1": json.dumps({"BearerToken": KEYRING_SECRET})}}))
     env = {
         **github_env(sigstore),
         "GITHUB_TOKEN": ENV_SECRET,
         "GITHUB_STEP_SUMMARY": str(summary),
         "GITHUB_OUTPUT": str(outputs),
         "RATTLER_AUTH_FILE": str(auth),
+        "HOME": str(tmp_path / "home"),
+        "NETRC": "",
+        "PYTHONPATH": str(Path(__file__).parent / "keyring_path"),
+        "PYTHON_KEYRING_BACKEND": "pixi_pack_ci_test_keyring.FileKeyring",
+        "PIXI_PACK_CI_TEST_KEYRING": str(tmp_path / "keyring.json"),
     }
     pack = tmp_path / "env.tar"
     texts = []
@@ -531,8 +546,9 @@ def test_credentials_never_leak(project: Project, tmp_path: Path, sigstore: Sigs
         run_cli("inspect", pack, "--json", check=True).stdout.decode(),
     ]
     everything = "\n".join(texts)
-    for secret in (URL_SECRET, AUTH_SECRET, ENV_SECRET):
+    for secret in (URL_SECRET, AUTH_SECRET, ENV_SECRET, KEYRING_SECRET, HOME_FILE_SECRET, NETRC_SECRET):
         assert_secret_hidden(everything, secret)
+    assert f"::add-mask::{KEYRING_SECRET}" in everything or f"::add-mask ::{KEYRING_SECRET}" in everything
     assert "deploy:" not in everything
 
 

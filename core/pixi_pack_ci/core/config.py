@@ -1,8 +1,7 @@
-"""Reading the pixi-style config TOML (``-c``) and rattler's credentials file (``--auth-file``)."""
+"""Reading the pixi-style config TOML (``-c``); credentials are :mod:`.credentials`."""
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -11,10 +10,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
-from .redact import SECRETS
 
 DEFAULT_CONCURRENCY = 50
-AUTH_FILE_ENV = "RATTLER_AUTH_FILE"
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """One ``[s3-options.<bucket>]`` table: where a bucket that is not on AWS lives."""
+
+    endpoint_url: str
+    region: str
+    #: ``force-path-style = true`` (pixi, pixi-pack 0.7.10) or ``addressing-style = "path"`` (newer
+    #: rattler): ``endpoint/bucket/key`` instead of ``bucket.endpoint/key``.
+    force_path_style: bool
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,8 @@ class PackConfig:
     mirrors: dict[str, list[str]] = field(default_factory=dict)
     #: ``[concurrency] downloads`` when the config file sets it, else None.
     downloads: int | None = None
+    #: ``[s3-options.<bucket>]``: the buckets not on AWS itself.
+    s3_options: dict[str, S3Options] = field(default_factory=dict)
 
     @property
     def concurrency(self) -> int:
@@ -82,79 +92,31 @@ def load_config(path: Path | None) -> PackConfig:
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
             raise ConfigError(f"config file {path}: [concurrency] downloads must be a whole number from 1 to 1000")
         concurrency = value
-    return PackConfig(mirrors=mirrors, downloads=concurrency)
+    return PackConfig(mirrors=mirrors, downloads=concurrency, s3_options=_s3_options(path, data))
 
 
-@dataclass(frozen=True)
-class Credential:
-    kind: str  # "bearer" | "basic" | "conda-token"
-    token: str | None = None
-    username: str | None = None
-    password: str | None = None
-
-
-class AuthStorage:
-    """Credentials keyed the way rattler keys them: ``host``, ``host/path/prefix`` or ``*.domain``."""
-
-    def __init__(self, entries: dict[str, Credential] | None = None) -> None:
-        self.entries = dict(entries or {})
-
-    def lookup(self, url: str) -> Credential | None:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        if not host:
-            return None
-        segments = [s for s in parts.path.split("/") if s]
-        candidates = [f"{host}/{'/'.join(segments[:i])}" for i in range(len(segments), 0, -1)]
-        if parts.port:
-            candidates.append(f"{host}:{parts.port}")
-        candidates.append(host)
-        labels = host.split(".")
-        candidates += ["*." + ".".join(labels[i:]) for i in range(1, len(labels))]
-        for key in candidates:
-            if key in self.entries:
-                return self.entries[key]
-        return None
-
-
-def _parse_credential(path: Path, key: str, value: Any) -> Credential:
-    if isinstance(value, dict) and len(value) == 1:
-        kind, body = next(iter(value.items()))
-        if kind == "BearerToken" and isinstance(body, str):
-            SECRETS.add(body)
-            return Credential("bearer", token=body)
-        if kind == "CondaToken" and isinstance(body, str):
-            SECRETS.add(body)
-            return Credential("conda-token", token=body)
-        if kind == "BasicHTTP" and isinstance(body, dict):
-            user, password = body.get("username"), body.get("password")
-            if isinstance(user, str) and isinstance(password, str):
-                SECRETS.add(password)
-                return Credential("basic", username=user, password=password)
-    raise ConfigError(
-        f"auth file {path}: entry for {key!r} must be one of "
-        '{"BearerToken": "..."}, {"CondaToken": "..."}, {"BasicHTTP": {"username": "...", "password": "..."}}'
-    )
-
-
-def load_auth(path: Path | None) -> AuthStorage:
-    """Load ``--auth-file``, or ``$RATTLER_AUTH_FILE`` when no flag is given."""
-    if path is None:
-        env = os.environ.get(AUTH_FILE_ENV)
-        if not env:
-            return AuthStorage()
-        path = Path(env)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"authentication file does not exist: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"could not read authentication file {path}: {exc}") from None
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"authentication file {path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"authentication file {path} must be a JSON object mapping hosts to credentials")
-    entries = {str(k).lower(): _parse_credential(path, k, v) for k, v in data.items()}
-    return AuthStorage(entries)
+def _s3_options(path: Path, data: dict[str, Any]) -> dict[str, S3Options]:
+    """``[s3-options.<bucket>]`` as rattler_config reads it: ``endpoint-url`` and ``region`` required; path
+    style from pixi-pack 0.7.10's ``force-path-style`` or newer rattler's ``addressing-style`` (default:
+    virtual-host, as newer rattler)."""
+    raw: Any = data.get("s3-options", {})
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise ConfigError(f"config file {path}: [s3-options] must hold one [s3-options.<bucket>] table per bucket")
+    options: dict[str, S3Options] = {}
+    for bucket, table in raw.items():
+        where = f"config file {path}: [s3-options.{bucket}]"
+        endpoint, region = table.get("endpoint-url"), table.get("region")
+        parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"{where} needs endpoint-url, an http(s) URL")
+        if not isinstance(region, str) or not region:
+            raise ConfigError(f"{where} needs region, a string")
+        style, force = table.get("addressing-style"), table.get("force-path-style")
+        if style is not None and style not in ("path", "virtual-host"):
+            raise ConfigError(f'{where}: addressing-style must be "path" or "virtual-host"')
+        if force is not None and not isinstance(force, bool):
+            raise ConfigError(f"{where}: force-path-style must be true or false")
+        if force is not None and style is not None and force != (style == "path"):
+            raise ConfigError(f"{where}: force-path-style and addressing-style disagree")
+        options[bucket] = S3Options(endpoint, region, bool(force) or style == "path")
+    return options

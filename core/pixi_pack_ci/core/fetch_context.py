@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from . import __version__
-from .config import AuthStorage, PackConfig
+from .config import PackConfig
+from .credentials import AuthStorage
 from .model import Artifact
 
 if TYPE_CHECKING:

@@ -6,12 +6,13 @@ scheme answers first. The core has already applied mirrors to ``url``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .cache import CHUNK, ArtifactHash
-from .config import AuthStorage
+from .credentials import AuthStorage
 from .errors import DownloadError, TransientFetchError
 from .fetch_context import Digests, FetchContext
 from .hookspecs import hookimpl
@@ -26,7 +27,7 @@ def _apply_credentials(url: str, auth: AuthStorage) -> tuple[str, dict[str, str]
     import httpx
 
     cred = auth.lookup(url)
-    if cred is None:
+    if cred is None or cred.kind == "s3":  # S3 keys sign s3:// requests only
         return url, {}, None
     if cred.kind == "bearer":
         return url, {"Authorization": f"Bearer {cred.token}"}, None
@@ -36,7 +37,7 @@ def _apply_credentials(url: str, auth: AuthStorage) -> tuple[str, dict[str, str]
     return urlunsplit(parts._replace(path=f"/t/{cred.token}{parts.path}")), {}, None
 
 
-class _HashingWriter:
+class HashingWriter:
     """Writes and hashes in one pass, with the algorithm the lockfile can check."""
 
     def __init__(self, fh: Any, artifact: Artifact) -> None:
@@ -72,7 +73,7 @@ class HttpFetcherPlugin:
         source = Path(unquote(urlsplit(url).path))
         try:
             with source.open("rb") as src, context.open_destination(artifact, destination) as dst:
-                writer = _HashingWriter(dst, artifact)
+                writer = HashingWriter(dst, artifact)
                 while chunk := src.read(CHUNK):
                     writer.write(chunk)
                     context.advance(len(chunk))
@@ -83,35 +84,61 @@ class HttpFetcherPlugin:
         return writer.digests()
 
     def _download(self, url: str, destination: Path, artifact: Artifact, context: FetchContext) -> Digests:
-        import httpx
-
         request_url, headers, basic = _apply_credentials(url, context.auth)
-        shown = redact_url(url)
-        written = 0
-        try:
-            with context.client.stream(
-                "GET", request_url, headers=headers, auth=basic or httpx.USE_CLIENT_DEFAULT
-            ) as resp:
-                if resp.status_code >= 500 or resp.status_code in (408, 429):
-                    raise TransientFetchError(f"{shown}: server answered {resp.status_code}")
-                if resp.status_code >= 400:
-                    hint = " (check --auth-file / RATTLER_AUTH_FILE)" if resp.status_code in (401, 403) else ""
-                    raise DownloadError(
-                        f"could not download {artifact.file_name}: {shown} answered {resp.status_code}{hint}"
-                    )
-                expected = resp.headers.get("Content-Length")
-                with context.open_destination(artifact, destination) as fh:
-                    writer = _HashingWriter(fh, artifact)
-                    for chunk in resp.iter_raw():
-                        writer.write(chunk)
-                        written += len(chunk)
-                        context.advance(len(chunk))
-                if expected is not None and expected.isdigit() and int(expected) != written:
-                    raise TransientFetchError(f"{shown}: body truncated ({written} of {expected} bytes)")
-                return writer.digests()
-        except httpx.TransportError as exc:
-            context.advance(-written)
-            raise TransientFetchError(f"{shown}: {type(exc).__name__}: {str(exc) or 'connection failed'}") from None
-        except TransientFetchError:
-            context.advance(-written)
-            raise
+        cred = context.auth.lookup(url)
+        host = urlsplit(url).hostname or url
+
+        def hint(status: int) -> str:
+            if status not in (401, 403):
+                return ""
+            if cred is not None and cred.kind != "s3":
+                return f" (the credentials for {host} from {cred.source} were refused)"
+            return f" (no credentials for {host}: see --auth-file)"
+
+        return stream_download(context, artifact, destination, request_url, shown=redact_url(url),
+                               headers=headers, auth=basic, hint=hint)  # fmt: skip
+
+
+def stream_download(
+    context: FetchContext,
+    artifact: Artifact,
+    destination: Path,
+    url: str,
+    *,
+    shown: str,
+    headers: dict[str, str] | None = None,
+    auth: httpx.Auth | None = None,
+    hint: Callable[[int], str] | None = None,
+) -> Digests:
+    """GET ``url`` and write its body, hashed, where ``artifact`` goes; every fetcher that speaks HTTP
+    (this one, GCS, OCI blobs) shares the policy: 5xx, 408, 429, transport errors and truncated bodies
+    are worth a retry (:class:`TransientFetchError`), another 4xx fails at once with one line naming
+    the file, ``shown`` (a URL without secrets) and ``hint(status)``."""
+    import httpx
+
+    written = 0
+    try:
+        with context.client.stream("GET", url, headers=headers, auth=auth or httpx.USE_CLIENT_DEFAULT) as resp:
+            if resp.status_code >= 500 or resp.status_code in (408, 429):
+                raise TransientFetchError(f"{shown}: server answered {resp.status_code}")
+            if resp.status_code >= 400:
+                extra = hint(resp.status_code) if hint is not None else ""
+                raise DownloadError(
+                    f"could not download {artifact.file_name}: {shown} answered {resp.status_code}{extra}"
+                )
+            expected = resp.headers.get("Content-Length")
+            with context.open_destination(artifact, destination) as fh:
+                writer = HashingWriter(fh, artifact)
+                for chunk in resp.iter_raw():
+                    writer.write(chunk)
+                    written += len(chunk)
+                    context.advance(len(chunk))
+            if expected is not None and expected.isdigit() and int(expected) != written:
+                raise TransientFetchError(f"{shown}: body truncated ({written} of {expected} bytes)")
+            return writer.digests()
+    except httpx.TransportError as exc:
+        context.advance(-written)
+        raise TransientFetchError(f"{shown}: {type(exc).__name__}: {str(exc) or 'connection failed'}") from None
+    except TransientFetchError:
+        context.advance(-written)
+        raise

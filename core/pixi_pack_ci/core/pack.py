@@ -17,7 +17,8 @@ from pathlib import Path
 from .atomic import remove_stale_partials, temp_prefix
 from .builds import build_pypi_sources
 from .cache import CacheMode, PackageCache
-from .config import load_auth, load_config
+from .config import load_config
+from .credentials import load_auth
 from .errors import PixiPackError
 from .executable import resolve_unpacker
 from .fetch import FetchRun, fetch_artifacts
