@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Verifier programs for the provenance tests, from Debian trixie's packages: cosign 2.5.0 and
-# sigstore-go 0.7.1 (sigstore-go-verification). No registry ships them as wheels or npm packages,
-# and trixie's builds need only libc >= 2.34, so they run on Debian 12 too.
+# Programs the tests run, from Debian trixie's packages: cosign 2.5.0 and sigstore-go 0.7.1
+# (sigstore-go-verification), the provenance tests' verifiers, and docker-registry 2.8.3 (the
+# distribution registry), the OCI channel tests' registry. No registry ships them as wheels or npm
+# packages, and trixie's builds need only libc >= 2.34, so they run on Debian 12 too.
 #
 # The system's apt sources, lists and package cache are never touched: a private apt state folder
 # lists trixie, `apt-get download` fetches the two .debs (checked by apt against trixie's signed
@@ -18,7 +19,7 @@ mirror="${PIXI_PACK_CI_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 # package=upstream version: the tests know these versions' behaviour (cosign <= 2.5.0 rejects a
 # transparency-log entry at index 0, cosign < 3.0.4 needs --trusted-root even for keys).
-wanted=(cosign=2.5.0 sigstore-go=0.7.1)
+wanted=(cosign=2.5.0 sigstore-go=0.7.1 docker-registry=2.8.3+ds1)
 
 fail() {
   echo "scripts/tools.sh: error: $*" >&2
@@ -32,9 +33,9 @@ if [ "$(uname -s)" != Linux ]; then
 fi
 
 stamp() { printf '%s\n' "${wanted[@]}"; }
-if [ -x "$tools/usr/bin/cosign" ] && [ -x "$tools/usr/bin/sigstore-go-verification" ] &&
+if [ -x "$tools/usr/bin/cosign" ] && [ -x "$tools/usr/bin/sigstore-go-verification" ] && [ -x "$tools/usr/bin/docker-registry" ] &&
   [ "$(cat "$tools/VERSIONS" 2>/dev/null)" = "$(stamp)" ]; then
-  echo "== cosign, sigstore-go: $tools/usr/bin"
+  echo "== cosign, sigstore-go, docker-registry: $tools/usr/bin"
   exit 0
 fi
 
@@ -102,4 +103,4 @@ done
 stamp >"$tools.partial/VERSIONS"
 rm -rf "$tools"
 mv "$tools.partial" "$tools"
-echo "== cosign, sigstore-go: $tools/usr/bin"
+echo "== cosign, sigstore-go, docker-registry: $tools/usr/bin"

@@ -86,7 +86,7 @@ def test_a_host_in_a_later_source_beats_a_wildcard_in_an_earlier_one(project: Pr
     lock = project.lockfile.read_text().replace("127.0.0.1", "localhost")
     project.lockfile.write_text(lock)
     project.channel.server.required_auth = {"/": expected_header("netrc")}
-    args, env = sources(tmp_path, {"netrc": token("netrc")}, host="localhost")
+    _, env = sources(tmp_path, {"netrc": token("netrc")}, host="localhost")
     (tmp_path / "flag.json").write_text(json.dumps({"*.localhost": {"BearerToken": token("flag")}}))
     proc = pack(project, tmp_path / "env.tar", ["--auth-file", tmp_path / "flag.json"], env)
     assert proc.returncode == 0, proc.stderr.decode()

@@ -510,9 +510,11 @@ def test_credentials_never_leak(project: Project, tmp_path: Path, sigstore: Sigs
     # The keyring's entry is the one found for the server (the URL's own user and password still go
     # first); the home file and netrc come after it, read but not used.
     (tmp_path / "home/.rattler").mkdir(parents=True)
-    (tmp_path / "home/.rattler/credentials.json").write_text(json.dumps({"127.0.0.1": {"BearerToken": HOME_FILE_SECRET}}))
+    home_entry = {"127.0.0.1": {"BearerToken": HOME_FILE_SECRET}}
+    (tmp_path / "home/.rattler/credentials.json").write_text(json.dumps(home_entry))
     (tmp_path / "home/.netrc").write_text(f"machine 127.0.0.1 login n password {NETRC_SECRET}\n")
-    (tmp_path / "keyring.json").write_text(json.dumps({"rattler": {"127.0.0.1": json.dumps({"BearerToken": KEYRING_SECRET})}}))
+    keyring_entry = json.dumps({"BearerToken": KEYRING_SECRET})
+    (tmp_path / "keyring.json").write_text(json.dumps({"rattler": {"127.0.0.1": keyring_entry}}))
     env = {
         **github_env(sigstore),
         "GITHUB_TOKEN": ENV_SECRET,

@@ -131,6 +131,7 @@ def blocked_from_env() -> set[str]:
 def create_plugin_manager(blocked: set[str] | None = None, *, load_entry_points: bool = True) -> PluginManager:
     """A manager with the core's built-in plugins and, unless told not to, every installed plugin."""
     from . import http_fetcher, inject
+    from .fetchers import gcs, oci, s3
 
     pm = PluginManager()
     # Plugins that define their own hooks get to add them as they register, before anything runs.
@@ -138,7 +139,13 @@ def create_plugin_manager(blocked: set[str] | None = None, *, load_entry_points:
     blocked = (blocked or set()) | blocked_from_env()
     for name in sorted(blocked):
         pm.set_blocked(name)
-    builtins = {"http": http_fetcher.HttpFetcherPlugin(), "inject": inject.InjectPlugin()}
+    builtins = {
+        "http": http_fetcher.HttpFetcherPlugin(),
+        "s3": s3.S3FetcherPlugin(),
+        "gcs": gcs.GcsFetcherPlugin(),
+        "oci": oci.OciFetcherPlugin(),
+        "inject": inject.InjectPlugin(),
+    }
     for name, plugin in builtins.items():
         if name in blocked:
             pm.statuses.append(PluginStatus(name, "blocked", "built-in"))
