@@ -18,6 +18,10 @@ fi
 # gitlab-ci-local; shellcheck (actionlint checks the workflows' scripts with it); rsync (gitlab-ci-local).
 apt_install_missing npm=nodejs,npm
 apt_install_missing shellcheck rsync || echo "(could not install shellcheck or rsync)"
+# The image tests' real components: a registry (distribution), skopeo, umoci and runc, and a static
+# busybox for the base image they build. Without root or apt those tests skip, naming the tool.
+apt_install_missing docker-registry skopeo umoci runc busybox=busybox-static ||
+  { echo "scripts/test.sh: error: cannot install docker-registry skopeo umoci runc busybox-static (Debian)" >&2; exit 1; }
 if [ ! -d tests/js/node_modules/@sigstore/verify ] || [ ! -x tests/js/node_modules/.bin/gitlab-ci-local ]; then
   npm ci --prefix tests/js --no-audit --no-fund --loglevel=error >/dev/null
 fi

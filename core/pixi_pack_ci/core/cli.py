@@ -17,6 +17,7 @@ from rattler.platform import Subdir
 from . import __version__
 from .activation import SHELLS, default_shell
 from .errors import PixiPackError, UsageError
+from .image.command import add_image_parser, cmd_image
 from .inspection import inspect_pack
 from .model import PackOptions, UnpackOptions, human_size
 from .options import add_pack_flags, options_values
@@ -107,6 +108,8 @@ def build_parser(pm: PluginManager) -> argparse.ArgumentParser:
     insp.add_argument("pack", metavar="PACK", type=Path)
     _add_common(insp)
     pm.add_arguments(insp, "inspect")
+
+    add_image_parser(sub, pm, _add_common)
 
     plugins = sub.add_parser("plugins", help="list the plugins: loaded, blocked, or failed and why")
     _add_common(plugins)
@@ -222,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_unpack(args, pm)
         if args.command == "inspect":
             return _cmd_inspect(args, pm)
+        if args.command == "image":
+            return cmd_image(args, pm)
         if args.command == "plugins":
             return _cmd_plugins(args, pm)
         handler = getattr(args, "handler", None)

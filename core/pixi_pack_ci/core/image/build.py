@@ -1,0 +1,349 @@
+"""``pixi-pack-ci image``: environment → install at the prefix → layers → config → manifest(s)
+→ outputs and pushes. Every flag is checked before any download; outputs appear whole or not at
+all; a push sends blobs first, manifests by digest next, and tags last."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ..model import PackOptions
+from ..plugin_manager import PluginManager
+from . import environment as env_mod
+from .base import BaseImage, fetch_base_layers, layout_base, registry_base
+from .blobs import INDEX, MANIFEST, BlobStore, Descriptor
+from .errors import ImageError, ImageUsageError
+from .imageconfig import ConfigSettings, make_config, make_manifest, parse_command, parse_pairs, timestamp
+from .layers import (
+    MAX_TOTAL_LAYERS,
+    Compression,
+    LayerFiles,
+    assign,
+    find_units,
+    group,
+    parse_compression,
+    write_layers,
+)
+from .outputs import write_archive, write_layout
+from .refs import DEFAULT_PREFIX, ImageRef, LayoutRef, Output, oci_platform, parse_base, parse_output, parse_reference
+from .registry import Registry, new_client
+
+log = logging.getLogger("pixi_pack_ci")
+
+
+@dataclass
+class ImageRequest:
+    """The ``image`` command's flags, checked."""
+
+    environment: str
+    platforms: list[str]
+    base: ImageRef | LayoutRef | None
+    prefix: PurePosixPath
+    activation: str
+    layers: str
+    max_layers: int
+    compression: Compression
+    settings: ConfigSettings
+    outputs: list[Output] = field(default_factory=list)
+    pushes: list[ImageRef] = field(default_factory=list)
+
+
+def parse_request(args: argparse.Namespace) -> ImageRequest:
+    """Every flag, before any work: a bad one is one line and nothing is written."""
+    if not args.output and not args.push:
+        raise ImageUsageError(
+            "say where the image goes: --output oci-layout:DIR, --output oci-archive:FILE.tar or --push REF"
+        )
+    if args.base is None:
+        raise ImageUsageError("name a base: --base scratch, --base oci-layout:DIR[:TAG] or --base REGISTRY/REPO:TAG")
+    environment = args.environment or "default"
+    prefix = PurePosixPath(args.prefix or DEFAULT_PREFIX.format(env=environment))
+    if not prefix.is_absolute() or ".." in prefix.parts or str(prefix) == "/":
+        raise ImageUsageError(f"--prefix {prefix}: an absolute path below / in the image")
+    if args.max_layers < 1 or args.max_layers > MAX_TOTAL_LAYERS:
+        raise ImageUsageError(f"--max-layers {args.max_layers}: between 1 and {MAX_TOTAL_LAYERS}")
+    pushes = [parse_reference(p, what="--push reference") for p in args.push or []]
+    if any(p.digest for p in pushes):
+        raise ImageUsageError("--push takes REGISTRY/REPO[:TAG]; the digest is the image's own")
+    settings = ConfigSettings(
+        entrypoint=parse_command(args.entrypoint, "--entrypoint"),
+        cmd=parse_command(args.cmd, "--cmd"),
+        workdir=args.workdir,
+        user=args.user,
+        env=parse_pairs(args.env, "--env"),
+        labels=parse_pairs(args.label, "--label"),
+        annotations=parse_pairs(args.annotation, "--annotation"),
+    )
+    return ImageRequest(
+        environment,
+        list(dict.fromkeys(args.platform or [])),
+        parse_base(args.base),
+        prefix,
+        args.activation,
+        args.layers,
+        args.max_layers,
+        parse_compression(args.compression),
+        settings,
+        [parse_output(o) for o in args.output or []],
+        pushes,
+    )
+
+
+def image_time(newest: int) -> int:
+    """``SOURCE_DATE_EPOCH``, else the newest package's build time (apko's rule), else 0."""
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value is None or value == "":
+        return newest
+    if not value.isdigit():
+        raise ImageUsageError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds")
+    return int(value)
+
+
+@dataclass
+class BuiltImage:
+    platform: str
+    manifest: Descriptor
+    config: Descriptor
+    layers: list[Descriptor]
+    base: BaseImage
+    #: Layer digest → what it holds.
+    contents: dict[str, str]
+
+    @property
+    def blobs(self) -> list[str]:
+        return [self.config.digest, *(layer.digest for layer in self.layers), self.manifest.digest]
+
+
+class Builder:
+    """One run: the blob store, the registries it talks to, the images built."""
+
+    def __init__(self, request: ImageRequest, work: Path) -> None:
+        self.request = request
+        self.work = work
+        self.store = BlobStore(work / "store")
+        self.client = new_client()
+        self.registries: dict[str, Registry] = {}
+
+    def registry(self, ref: ImageRef) -> Registry:
+        if ref.registry not in self.registries:
+            self.registries[ref.registry] = Registry(ref.registry, ref.api, self.client)
+        return self.registries[ref.registry]
+
+    def resolve_base(self, platform: dict[str, str]) -> BaseImage:
+        base = self.request.base
+        if base is None:
+            return BaseImage()
+        if isinstance(base, LayoutRef):
+            return layout_base(base, platform, self.store)
+        return registry_base(base, platform, self.registry(base))
+
+    def build(self, source: env_mod.EnvironmentSource, index: int) -> BuiltImage:
+        platform = oci_platform(source.platform)
+        base = self.resolve_base(platform)
+        request = self.request
+        epoch = image_time(source.newest_timestamp)
+        started = time.time() - 2  # file times have a coarser grain on some file systems
+        root = env_mod.install(source, self.work / f"install-{index}", request.prefix)
+        script = request.activation == "script" or (request.activation == "auto" and env_mod.has_activate_scripts(root))
+        entrypoint = None
+        if script:
+            if isinstance(base, BaseImage) and not base.layers and not (root / "bin" / "bash").exists():
+                raise ImageError(
+                    "--activation script needs a shell: --base scratch has no /bin/sh and the environment no bash"
+                )
+            entrypoint = str(env_mod.write_entrypoint(root, request.prefix))
+        env = env_mod.activation_env(
+            root,
+            request.prefix,
+            request.environment,
+            list((base.config.get("config") or {}).get("Env") or [])
+        )
+        layer_plan = self.plan_layers(root, source, len(base.layers))
+        files = LayerFiles(root, request.prefix, epoch, started)
+        blobs = write_layers(files, layer_plan, self.store, request.compression)
+        created = timestamp(epoch)
+        history = [{"created": created, "created_by": "pixi-pack-ci image", "comment": b.comment} for b in blobs]
+        config = make_config(
+            base.config, platform, env, request.settings, entrypoint, [b.diff_id for b in blobs], history, created
+        )
+        config_desc = self.store.put_json(config, "application/vnd.oci.image.config.v1+json")
+        layers = [*base.layers, *(b.descriptor for b in blobs)]
+        annotations = {"org.opencontainers.image.created": created, **base.annotations, **request.settings.annotations}
+        manifest = self.store.put_json(make_manifest(config_desc, layers, annotations), MANIFEST, platform=platform)
+        shutil.rmtree(self.work / f"install-{index}", ignore_errors=True)
+        contents = {b.descriptor.digest: b.comment for b in blobs}
+        return BuiltImage(source.platform, manifest, config_desc, layers, base, contents)
+
+    def plan_layers(
+        self, root: Path, source: env_mod.EnvironmentSource, base_layers: int
+    ) -> list[tuple[list[str], str]]:
+        """``(paths, what they are)`` per layer: package layers, then the top layer."""
+        units = find_units(root, source.record_dicts)
+        top = assign(root, units)
+        groups = [g for g in group(units, self.request.layers, self.request.max_layers) if g]
+        if self.request.layers == "single" or self.request.max_layers < 2:
+            merged = sorted({p for g in groups for u in g for p in u.paths} | set(top))
+            plan = [(merged, "environment")]
+        else:
+            plan = [(sorted(p for u in g for p in u.paths), ", ".join(u.name for u in g)) for g in groups]
+            if top:
+                plan.append((top, "environment files of no single package"))
+        if base_layers + len(plan) > MAX_TOTAL_LAYERS:
+            raise ImageError(
+                f"the image would have {base_layers + len(plan)} layers ({base_layers} from the base), more than "
+                f"{MAX_TOTAL_LAYERS}; lower --max-layers"
+            )
+        return plan
+
+    def top(self, images: list[BuiltImage]) -> tuple[Descriptor, list[str]]:
+        """The manifest of a single image, else an index of them; and every blob to write."""
+        blobs = [d for image in images for d in image.blobs]
+        if len(images) == 1:
+            return images[0].manifest, blobs
+        index = {"schemaVersion": 2, "mediaType": INDEX, "manifests": [i.manifest.to_json() for i in images]}
+        descriptor = self.store.put_json(index, INDEX)
+        return descriptor, [*blobs, descriptor.digest]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def write_outputs(builder: Builder, images: list[BuiltImage], top: Descriptor, blobs: list[str]) -> None:
+    if not builder.request.outputs:
+        return
+    for image in images:
+        fetch_base_layers(image.base, builder.store)
+    for output in builder.request.outputs:
+        if output.kind == "oci-layout":
+            write_layout(output.path, builder.store, top, blobs, output.tag)
+        else:
+            write_archive(output.path, builder.store, top, [i.manifest for i in images], blobs, output.tag)
+
+
+def push(builder: Builder, images: list[BuiltImage], top: Descriptor, ref: ImageRef) -> dict[str, Any]:
+    """Blobs (base layers mounted from the base's repository on the same registry), manifests by
+    digest, an index by digest, and only then the tag: a failure never leaves a tag behind."""
+    registry = builder.registry(ref)
+    counts: dict[str, int] = {}
+    store = builder.store
+    for image in images:
+        remote = image.base.remote
+        # On the base's own registry its layers are mounted, never downloaded; from elsewhere
+        # they pass through this machine once.
+        same = remote is not None and remote.registry == ref.registry
+        mount = remote.repository if same and remote is not None and remote.repository != ref.repository else None
+        if not same:
+            fetch_base_layers(image.base, store)
+        for layer in image.base.layers:
+            how = registry.push_blob(ref.repository, layer.digest, layer.size, _opener(store, layer.digest), mount)
+            counts[how] = counts.get(how, 0) + 1
+        for descriptor in [image.config, *image.layers[len(image.base.layers) :]]:
+            how = registry.push_blob(
+                ref.repository, descriptor.digest, descriptor.size, _opener(store, descriptor.digest), None
+            )
+            counts[how] = counts.get(how, 0) + 1
+        registry.put_manifest(
+            ref.repository, image.manifest.digest, store.path(image.manifest.digest).read_bytes(), MANIFEST
+        )
+    data = store.path(top.digest).read_bytes()
+    if len(images) > 1:
+        registry.put_manifest(ref.repository, top.digest, data, INDEX)
+    if ref.tag:
+        registry.put_manifest(ref.repository, ref.tag, data, top.media_type)
+    return {"reference": f"{ref.name}@{top.digest}", "tag": ref.tag, "blobs": counts}
+
+
+def _opener(store: BlobStore, digest: str) -> Any:
+    return lambda: store.path(digest).open("rb")
+
+
+def default_platform() -> str:
+    """This machine's Linux counterpart: linux-aarch64 on ARM machines, else linux-64."""
+    from rattler.platform import Subdir
+
+    current = str(Subdir.current())
+    if current.startswith("linux-"):
+        return current
+    return "linux-aarch64" if current.endswith(("arm64", "aarch64")) else "linux-64"
+
+
+def run_image(args: argparse.Namespace, plugins: PluginManager) -> dict[str, Any]:
+    """The whole command; returns what ``--json`` prints."""
+    request = parse_request(args)
+    if args.from_pack is None:
+        for name in request.platforms:
+            if name.startswith(("win-", "osx-")):
+                oci_platform(name)
+    work = Path(tempfile.mkdtemp(prefix="pixi-pack-ci-image."))
+    builder = Builder(request, work)
+    try:
+        with ExitStack() as stack:
+            sources = _sources(args, request, plugins, work, stack)
+            images = [builder.build(source, i) for i, source in enumerate(sources)]
+            top, blobs = builder.top(images)
+            write_outputs(builder, images, top, blobs)
+            pushed = [push(builder, images, top, ref) for ref in request.pushes]
+        return _report(request, images, top, pushed)
+    finally:
+        builder.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _sources(
+    args: argparse.Namespace, request: ImageRequest, plugins: PluginManager, work: Path, stack: ExitStack
+) -> list[env_mod.EnvironmentSource]:
+    if args.from_pack is not None:
+        source = env_mod.from_pack(args.from_pack, work)
+        oci_platform(source.platform)
+        if request.platforms and request.platforms != [source.platform]:
+            raise ImageUsageError(
+                f"the pack is for {source.platform}; -p {' '.join(request.platforms)} does not match it"
+            )
+        source.environment = request.environment
+        return [source]
+    options = PackOptions(
+        manifest_path=Path(args.manifest_path),
+        environments=[request.environment],
+        platforms=request.platforms or [default_platform()],
+        cache_dir=args.use_cache,
+        config_path=args.config,
+        auth_file=args.auth_file,
+        inject=list(args.inject or []),
+        no_build=args.no_build,
+        ignore_pypi_non_wheel=args.ignore_pypi_non_wheel,
+        output_dir=work / "plans",
+        quiet=args.quiet,
+        args=args,
+    )
+    return stack.enter_context(env_mod.from_lockfile(options, plugins, work, check=lambda p: oci_platform(p.platform)))
+
+
+def _report(
+    request: ImageRequest, images: list[BuiltImage], top: Descriptor, pushed: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "digest": top.digest,
+        "media_type": top.media_type,
+        "images": [
+            {
+                "platform": i.platform,
+                "digest": i.manifest.digest,
+                "config_digest": i.config.digest,
+                "layers": [
+                    {"digest": d.digest, "size": d.size, "contents": i.contents.get(d.digest, "base")} for d in i.layers
+                ],
+            }
+            for i in images
+        ],
+        "outputs": [{"kind": o.kind, "path": str(o.path), "tag": o.tag} for o in request.outputs],
+        "pushed": pushed,
+        "compression": request.compression.describe(),
+    }

@@ -1,0 +1,88 @@
+"""Image outputs on disk: an OCI layout folder, or one tar holding an OCI layout plus Docker's
+``manifest.json`` (what ``docker save`` writes since Docker 25), so ``docker load``,
+``podman load`` and ``skopeo``'s ``oci-archive:`` and ``docker-archive:`` all read it. Both
+appear whole or not at all; the archive's bytes are deterministic (:mod:`..tarwriter`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..atomic import atomic_output, remove_stale_partials, temp_prefix
+from ..tarwriter import DeterministicTarWriter
+from .blobs import INDEX, BlobStore, Descriptor, canonical_json
+from .errors import ImageError
+
+LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
+
+
+def _index(top: Descriptor, tag: str) -> bytes:
+    entry = Descriptor(top.media_type, top.digest, top.size, {"org.opencontainers.image.ref.name": tag}, top.platform)
+    return canonical_json({"schemaVersion": 2, "mediaType": INDEX, "manifests": [entry.to_json()]})
+
+
+def docker_manifest(store: BlobStore, manifests: Iterable[Descriptor]) -> bytes:
+    """Docker's ``manifest.json``: per image its config and layers, as paths into ``blobs/``."""
+    entries = []
+    for descriptor in manifests:
+        manifest = store.read_json(descriptor.digest)
+        entries.append(
+            {
+                "Config": "blobs/sha256/" + manifest["config"]["digest"].split(":", 1)[1],
+                "RepoTags": None,
+                "Layers": ["blobs/sha256/" + layer["digest"].split(":", 1)[1] for layer in manifest["layers"]],
+            }
+        )
+    return canonical_json(entries)
+
+
+def write_layout(target: Path, store: BlobStore, top: Descriptor, blobs: list[str], tag: str) -> None:
+    """An OCI layout folder at ``target`` (replacing one there once the new one is complete)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(target)
+    work = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".partial", dir=target.parent))
+    try:
+        (work / "oci-layout").write_bytes(LAYOUT_FILE)
+        (work / "index.json").write_bytes(_index(top, tag))
+        folder = work / "blobs" / "sha256"
+        folder.mkdir(parents=True)
+        for digest in sorted(set(blobs)):
+            source, dest = store.path(digest), folder / digest.split(":", 1)[1]
+            try:
+                os.link(source, dest)
+            except OSError:
+                shutil.copyfile(source, dest)
+        if target.is_dir() and not target.is_symlink():
+            if not (target / "oci-layout").is_file() and any(target.iterdir()):
+                raise ImageError(f"{target} exists and is not an OCI layout; not replacing it")
+            aside = work.with_name(work.name[: -len(".partial")] + ".old.partial")
+            os.rename(target, aside)
+            os.rename(work, target)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.rename(work, target)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def write_archive(
+    target: Path, store: BlobStore, top: Descriptor, manifests: list[Descriptor], blobs: list[str], tag: str
+) -> None:
+    """The layout and Docker's ``manifest.json`` in one deterministic tar at ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(target) as out:
+        tar = DeterministicTarWriter(out)
+        tar.add_directory("blobs/")
+        tar.add_directory("blobs/sha256/")
+        for digest in sorted(set(blobs)):
+            path = store.path(digest)
+            with path.open("rb") as fh:
+                tar.add_file("blobs/sha256/" + digest.split(":", 1)[1], fh, os.fstat(fh.fileno()).st_size)
+        tar.add_bytes("index.json", _index(top, tag))
+        tar.add_bytes("manifest.json", docker_manifest(store, manifests))
+        tar.add_bytes("oci-layout", LAYOUT_FILE)
+        tar.finish()

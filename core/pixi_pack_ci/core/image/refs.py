@@ -1,0 +1,155 @@
+"""What the user names: outputs, bases, registry references and target platforms.
+
+References always name their registry (``ghcr.io/acme/app:1``, ``127.0.0.1:5000/app``): a bare
+``ubuntu:24.04`` is refused rather than silently sent to Docker Hub, whose anonymous pull limits
+break builds (``docker.io/library/ubuntu:24.04`` says it outright).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ImageUsageError
+
+#: Where the environment goes in the image: the prefix pixi's own container docs use.
+DEFAULT_PREFIX = "/app/.pixi/envs/{env}"
+
+#: conda subdir → (OCI architecture, variant). Nothing in the image runs at build time, so any of
+#: them can be built on any host.
+LINUX_PLATFORMS: dict[str, tuple[str, str | None]] = {
+    "linux-64": ("amd64", None),
+    "linux-aarch64": ("arm64", "v8"),
+    "linux-ppc64le": ("ppc64le", None),
+    "linux-s390x": ("s390x", None),
+    "linux-armv7l": ("arm", "v7"),
+    "linux-32": ("386", None),
+}
+
+_REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def oci_platform(subdir: str) -> dict[str, str]:
+    """The OCI ``platform`` of a conda subdir; other systems are refused in one line."""
+    if subdir not in LINUX_PLATFORMS:
+        raise ImageUsageError(
+            f"cannot build a container image for {subdir}: images are Linux only ({', '.join(LINUX_PLATFORMS)})"
+        )
+    arch, variant = LINUX_PLATFORMS[subdir]
+    platform = {"architecture": arch, "os": "linux"}
+    if variant:
+        platform["variant"] = variant
+    return platform
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """``REGISTRY/REPO[:TAG][@DIGEST]``."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def reference(self) -> str:
+        """What to ask the registry for: the digest if pinned, else the tag (``latest`` by default)."""
+        return self.digest or self.tag or "latest"
+
+    def __str__(self) -> str:
+        text = self.name + (f":{self.tag}" if self.tag else "")
+        return text + (f"@{self.digest}" if self.digest else "")
+
+    @property
+    def api(self) -> str:
+        """The registry's base URL: plain http only for this machine (as go-containerregistry does)."""
+        host = self.registry.rsplit(":", 1)[0] if not self.registry.startswith("[") else self.registry[1:].split("]")[0]
+        if self.registry == "docker.io":
+            return "https://registry-1.docker.io"
+        return f"{'http' if _loopback(host) else 'https'}://{self.registry}"
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_reference(text: str, *, what: str = "image reference") -> ImageRef:
+    """Parse ``REGISTRY/REPO[:TAG][@sha256:…]``; one line naming the problem otherwise."""
+    rest, _, digest = text.partition("@")
+    if digest and not _DIGEST.match(digest):
+        raise ImageUsageError(f"malformed {what} {text!r}: the digest must be sha256:<64 hex digits>")
+    registry, _, path = rest.partition("/")
+    if not path or not ("." in registry or ":" in registry or registry == "localhost"):
+        raise ImageUsageError(
+            f"malformed {what} {text!r}: name the registry, as in ghcr.io/acme/app:1 or docker.io/library/{text}"
+        )
+    tag = ""
+    if ":" in path.rsplit("/", 1)[-1]:
+        path, tag = path.rsplit(":", 1)
+        if not _TAG.match(tag):
+            raise ImageUsageError(f"malformed {what} {text!r}: invalid tag {tag!r}")
+    if registry == "docker.io" and "/" not in path:
+        path = f"library/{path}"
+    if not _REPO.match(path):
+        raise ImageUsageError(f"malformed {what} {text!r}: invalid repository name {path!r} (lowercase, digits, ._-/)")
+    return ImageRef(registry, path, tag or None, digest or None)
+
+
+@dataclass(frozen=True)
+class LayoutRef:
+    """``oci-layout:DIR[:TAG]`` (a base) or an output folder."""
+
+    path: Path
+    tag: str | None = None
+
+
+def _split_tag(value: str) -> tuple[str, str | None]:
+    head, sep, tail = value.rpartition(":")
+    if sep and head and _TAG.match(tail) and "/" not in tail:
+        return head, tail
+    return value, None
+
+
+def parse_base(text: str) -> ImageRef | LayoutRef | None:
+    """``scratch`` (None), ``oci-layout:DIR[:TAG]`` or a registry reference."""
+    if text == "scratch":
+        return None
+    if text.startswith("oci-layout:"):
+        path, tag = _split_tag(text[len("oci-layout:") :])
+        if not path:
+            raise ImageUsageError(f"malformed base {text!r}: oci-layout:DIR[:TAG]")
+        return LayoutRef(Path(path), tag)
+    return parse_reference(text, what="base")
+
+
+@dataclass(frozen=True)
+class Output:
+    """``oci-layout:DIR[:TAG]`` or ``oci-archive:FILE.tar[:TAG]``; the tag names the image inside."""
+
+    kind: str
+    path: Path
+    tag: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.path}"
+
+
+def parse_output(text: str) -> Output:
+    kind, sep, rest = text.partition(":")
+    if not sep or kind not in ("oci-layout", "oci-archive") or not rest:
+        raise ImageUsageError(f"unknown output {text!r}: use oci-layout:DIR or oci-archive:FILE.tar")
+    path, tag = _split_tag(rest)
+    return Output(kind, Path(path).absolute(), tag or "latest")

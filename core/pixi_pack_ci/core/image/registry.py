@@ -1,0 +1,301 @@
+"""A distribution-spec client on httpx: what pushing an image and reading a base image need.
+
+HEAD before upload, cross-repository mount, monolithic upload with a chunked fallback (413),
+manifests by digest, tags last; retries with backoff for 5xx, 429 and broken connections; Bearer
+tokens from the ``WWW-Authenticate`` challenge (RFC 7235 quoted strings: ``scope`` holds commas)
+or Basic. Credentials come from ``PIXI_PACK_CI_REGISTRY_USERNAME``/``_PASSWORD`` (a CI plugin
+may set them), else Docker's ``config.json``; they are registered as secrets, so never printed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import BinaryIO
+
+import httpx
+
+from .. import __version__
+from ..redact import SECRETS
+from .errors import RegistryError
+
+log = logging.getLogger("pixi_pack_ci")
+
+USERNAME_ENV = "PIXI_PACK_CI_REGISTRY_USERNAME"
+PASSWORD_ENV = "PIXI_PACK_CI_REGISTRY_PASSWORD"
+ATTEMPTS = 5
+CHUNK = 8 << 20
+_CHALLENGE = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """``Bearer realm="…",service="…",scope="repository:a:push,pull"`` → ``("bearer", {…})``."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = {
+        m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3)) for m in _CHALLENGE.finditer(rest)
+    }
+    return scheme.lower(), {k: re.sub(r"\\(.)", r"\1", v) for k, v in params.items()}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+
+def find_credentials(registry: str) -> Credentials | None:
+    """From the environment, else Docker's ``config.json`` (``auths``); None: anonymous."""
+    user, password = os.environ.get(USERNAME_ENV), os.environ.get(PASSWORD_ENV)
+    if user and password:
+        return _secret(Credentials(user, password))
+    folder = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    try:
+        auths = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("auths") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    names = [registry, f"https://{registry}", f"http://{registry}"]
+    if registry == "docker.io":
+        names.append("https://index.docker.io/v1/")
+    for name in names:
+        entry = auths.get(name)
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("auth"):
+            user, _, password = base64.b64decode(str(entry["auth"])).decode().partition(":")
+            return _secret(Credentials(user, password))
+        if entry.get("username") and entry.get("password"):
+            return _secret(Credentials(str(entry["username"]), str(entry["password"])))
+    return None
+
+
+def _secret(credentials: Credentials) -> Credentials:
+    SECRETS.add(credentials.password)
+    SECRETS.add(base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode())
+    return credentials
+
+
+def _explain(response: httpx.Response) -> str:
+    try:
+        errors = response.json().get("errors") or []
+        detail = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict))
+    except (ValueError, AttributeError):
+        detail = ""
+    return f"{response.status_code} {response.reason_phrase}" + (f" ({detail})" if detail else "")
+
+
+class Registry:
+    """One registry (``host[:port]``), its tokens per scope, and the requests an image needs."""
+
+    def __init__(self, host: str, api: str, client: httpx.Client, *, backoff: float = 0.2) -> None:
+        self.host = host
+        self.api = api
+        self.client = client
+        self.credentials = find_credentials(host)
+        self.backoff = backoff
+        self._tokens: dict[str, str] = {}
+        #: Requests sent, by method: tests and the output count uploads with it.
+        self.sent: dict[str, int] = {}
+
+    # --- the transport: auth and retries -----------------------------------------------------
+
+    def _authorization(self, scope: str) -> dict[str, str]:
+        token = self._tokens.get(scope)
+        return {"Authorization": token} if token else {}
+
+    def _authenticate(self, response: httpx.Response, scope: str) -> bool:
+        """Answer a 401's challenge; False when there is nothing more to try."""
+        scheme, params = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+        if scheme == "basic":
+            if self.credentials is None or self._tokens.get(scope, "").startswith("Basic "):
+                return False
+            raw = f"{self.credentials.username}:{self.credentials.password}".encode()
+            self._tokens[scope] = "Basic " + base64.b64encode(raw).decode()
+            return True
+        if scheme != "bearer" or "realm" not in params:
+            return False
+        scopes = list(dict.fromkeys(s for s in (params.get("scope", ""), *scope.split(" ")) if s))
+        query: list[tuple[str, str | int | float | bool | None]] = [("scope", s) for s in scopes]
+        if params.get("service"):
+            query.insert(0, ("service", params["service"]))
+        auth = (self.credentials.username, self.credentials.password) if self.credentials else None
+        try:
+            reply = self.client.get(params["realm"], params=query, auth=auth)
+        except httpx.TransportError as exc:
+            raise RegistryError(f"cannot reach the token service of {self.host}: {exc}") from None
+        if reply.status_code != 200:
+            raise RegistryError(f"the token service of {self.host} refused: {_explain(reply)}")
+        body = reply.json()
+        token = body.get("token") or body.get("access_token")
+        if not token:
+            raise RegistryError(f"the token service of {self.host} gave no token")
+        SECRETS.add(str(token))
+        if self._tokens.get(scope) == f"Bearer {token}":
+            return False  # the same token again: it does not allow this
+        self._tokens[scope] = f"Bearer {token}"
+        return True
+
+    def request(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        scope: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: Callable[[], bytes | Iterator[bytes]] | None = None,
+        ok: tuple[int, ...] = (200, 201, 202, 204),
+        what: str,
+    ) -> httpx.Response:
+        """One request, authenticated and retried; a status outside ``ok`` (404 included: the
+        caller may allow it) raises one line naming ``what``."""
+        target = url if isinstance(url, httpx.URL) or url.startswith("http") else f"{self.api}{url}"
+        last = ""
+        authenticated = 0
+        for attempt in range(ATTEMPTS):
+            self.sent[method] = self.sent.get(method, 0) + 1
+            try:
+                response = self.client.request(
+                    method,
+                    target,
+                    headers={**(headers or {}), **self._authorization(scope)},
+                    content=body() if body is not None else None,
+                )
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                self._sleep(attempt)
+                continue
+            if response.status_code == 401 and authenticated < 2 and self._authenticate(response, scope):
+                authenticated += 1
+                continue
+            if response.status_code in ok:
+                return response
+            if response.status_code in (429, 500, 502, 503, 504) and attempt + 1 < ATTEMPTS:
+                last = _explain(response)
+                self._sleep(attempt)
+                continue
+            raise RegistryError(f"{self.host} refused to {what}: {_explain(response)}")
+        raise RegistryError(f"{self.host} failed to {what} after {ATTEMPTS} attempts: {last}")
+
+    def _sleep(self, attempt: int) -> None:
+        time.sleep(min(5.0, self.backoff * 2**attempt) * (0.5 + random.random() / 2))
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def get_manifest(self, repo: str, reference: str, accept: list[str]) -> tuple[bytes, str]:
+        response = self.request(
+            "GET",
+            f"/v2/{repo}/manifests/{reference}",
+            f"repository:{repo}:pull",
+            headers={"Accept": ", ".join(accept)},
+            ok=(200,),
+            what=f"give the manifest {repo}:{reference}",
+        )
+        return response.content, response.headers.get("Content-Type", "").split(";")[0]
+
+    def get_blob(self, repo: str, digest: str) -> bytes:
+        what = f"give the blob {digest} of {repo}"
+        return self.request(
+            "GET", f"/v2/{repo}/blobs/{digest}", f"repository:{repo}:pull", ok=(200,), what=what
+        ).content
+
+    def download_blob(self, repo: str, digest: str, out: BinaryIO) -> None:
+        """Stream a blob into ``out`` (a base layer for a layout output)."""
+        out.write(self.get_blob(repo, digest))
+
+    # --- writing ----------------------------------------------------------------------------------
+
+    def has_blob(self, repo: str, digest: str) -> bool:
+        scope = f"repository:{repo}:pull,push"
+        what = f"check for {digest} in {repo}"
+        return self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope, ok=(200, 404), what=what).status_code == 200
+
+    def push_blob(
+        self, repo: str, digest: str, size: int, opener: Callable[[], BinaryIO], mount_from: str | None
+    ) -> str:
+        """Make ``digest`` exist in ``repo``: ``"present"``, ``"mounted"`` or ``"uploaded"``."""
+        if self.has_blob(repo, digest):
+            return "present"
+        scope = f"repository:{repo}:pull,push" + (f" repository:{mount_from}:pull" if mount_from else "")
+        query = f"?mount={digest}&from={mount_from}" if mount_from else ""
+        what = f"start an upload to {repo}"
+        start = self.request("POST", f"/v2/{repo}/blobs/uploads/{query}", scope, ok=(201, 202), what=what)
+        if start.status_code == 201:
+            return "mounted"
+        location = self._location(start)
+
+        def whole() -> Iterator[bytes]:
+            with opener() as fh:
+                while chunk := fh.read(1 << 20):
+                    yield chunk
+
+        url = location.copy_merge_params({"digest": digest})
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        response = self.request("PUT", url, scope, headers=headers, body=whole, ok=(201, 413), what=f"take {digest}")
+        if response.status_code == 413:  # too big for one request here: in chunks
+            self._push_chunks(repo, digest, size, opener, location, scope)
+        return "uploaded"
+
+    def _push_chunks(
+        self, repo: str, digest: str, size: int, opener: Callable[[], BinaryIO], location: httpx.URL, scope: str
+    ) -> None:
+        start = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope, ok=(202,), what=f"start an upload to {repo}")
+        location = self._location(start)
+        chunk = max(CHUNK, int(start.headers.get("OCI-Chunk-Min-Length") or 0))
+        with opener() as fh:
+            offset = 0
+            while offset < size:
+                data = fh.read(chunk)
+                headers = {
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{offset}-{offset + len(data) - 1}",
+                    "Content-Length": str(len(data)),
+                }
+                reply = self.request(
+                    "PATCH",
+                    location,
+                    scope,
+                    headers=headers,
+                    body=partial(bytes, data),
+                    ok=(202,),
+                    what=f"take part of {digest}",
+                )
+                location = self._location(reply)
+                offset += len(data)
+        what = f"take {digest}"
+        self.request("PUT", location.copy_merge_params({"digest": digest}), scope, ok=(201,), what=what)
+
+    def _location(self, response: httpx.Response) -> httpx.URL:
+        """The upload URL, relative or absolute, with the query the registry put in it kept."""
+        location = response.headers.get("Location")
+        if not location:
+            raise RegistryError(f"{self.host} started an upload without saying where to send it")
+        return response.url.join(location)
+
+    def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
+        response = self.request(
+            "PUT",
+            f"/v2/{repo}/manifests/{reference}",
+            f"repository:{repo}:pull,push",
+            headers={"Content-Type": media_type},
+            body=lambda: data,
+            ok=(200, 201),
+            what=f"take the manifest {reference}",
+        )
+        return str(response.headers.get("Docker-Content-Digest", ""))
+
+
+def new_client() -> httpx.Client:
+    return httpx.Client(
+        follow_redirects=True,  # httpx drops Authorization on a redirect to another host (a CDN)
+        timeout=httpx.Timeout(connect=30.0, read=300.0, write=300.0, pool=None),
+        headers={"User-Agent": f"pixi-pack-ci/{__version__}"},
+        trust_env=True,
+    )

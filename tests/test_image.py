@@ -1,0 +1,304 @@
+"""``pixi-pack-ci image``: OCI images from a lockfile or a pack, checked with real tools (skopeo,
+umoci, runc, Debian's docker-registry), reproducible, pushed, one line per bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import rattler
+from conftest import Project, assert_clean_error, run_cli
+from image_support import busybox_base, docker_registry, image_specs, need, run_image
+from support import ChannelServer, build_channel, channel_records, write_lockfile
+
+pytestmark = pytest.mark.posix
+
+
+class ImageChannel:
+    def __init__(self, path: Path, server: ChannelServer) -> None:
+        self.path, self.server = path, server
+        self.records = channel_records(path, server.url)
+
+    def pick(self, *wanted: str, subdir: str = "linux-64") -> list[rattler.RepoDataRecord]:
+        """Records by ``name`` or ``name=version`` (from ``subdir`` and noarch)."""
+        out = []
+        for want in wanted:
+            name, _, version = want.partition("=")
+            out += [
+                r
+                for r in self.records[subdir] + self.records.get("noarch", [])
+                if r.name.normalized == name and (not version or str(r.version) == version)
+            ]
+        return out
+
+    def project(self, folder: Path, *wanted: str, platforms: tuple[str, ...] = ("linux-64",)) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "pixi.toml").write_text('[workspace]\nname = "img"\nchannels = []\nplatforms = []\n')
+        envs = {"default": {p: self.pick(*wanted, subdir="linux-64") for p in platforms}}
+        write_lockfile(folder / "pixi.lock", envs, self.server.url)
+        return folder
+
+
+@pytest.fixture(scope="module")
+def image_channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageChannel]:
+    base = tmp_path_factory.mktemp("image-channel")
+    build_channel(base / "channel", image_specs(), base / "work")
+    server = ChannelServer(base / "channel").start()
+    yield ImageChannel(base / "channel", server)
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def base_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return busybox_base(tmp_path_factory.mktemp("base"))
+
+
+def image_json(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> dict[str, Any]:
+    proc = run_cli("image", *args, "--json", "-q", env=env, cwd=cwd, check=True)
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def layer_names(layout: Path, digest: str) -> list[str]:
+    with tarfile.open(layout / "blobs" / "sha256" / digest.split(":", 1)[1]) as tar:
+        return tar.getnames()
+
+
+def test_image_runs_with_activation_from_config(image_channel: ImageChannel, base_layout: Path, tmp_path: Path) -> None:
+    """From pixi.lock onto a busybox base: skopeo reads the layout, umoci unpacks it, runc runs the
+    entrypoint with the activation in the config (PATH first, CONDA_PREFIX, env_vars.d)."""
+    need("skopeo")
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0", "envvars")
+    out = tmp_path / "img"
+    proc = run_cli(
+        "image", project, "--base", f"oci-layout:{base_layout}:1", "--output", f"oci-layout:{out}:v1",
+        "--entrypoint", "greet", "--label", "org.example.team=data", "--annotation", "org.example.note=hi",
+        "--workdir", "/app", check=True,
+    )  # fmt: skip
+    line = proc.stdout.decode().strip()
+    digest = line.rsplit("@", 1)[1]
+    assert line == f"oci-layout:{out}@{digest}"
+    inspect = subprocess.run(["skopeo", "inspect", f"oci:{out}:v1"], check=True, capture_output=True, text=True)
+    inspected = json.loads(inspect.stdout)
+    assert inspected["Digest"] == digest
+    assert inspected["Labels"] == {"org.example.team": "data"}
+    assert len(inspected["Layers"]) >= 3  # busybox + package layers + top
+    result = run_image(out, "v1", tmp_path)
+    assert result.returncode == 0, result.stderr
+    prefix = "/app/.pixi/envs/default"
+    assert "hello from greeter" in result.stdout
+    assert f"CONDA_PREFIX={prefix}\n" in result.stdout
+    assert "FOO=bar\n" in result.stdout
+    assert f"PATH={prefix}/bin:/usr/local/sbin:" in result.stdout
+    assert "libdata 1.0" in result.stdout
+    manifest = json.loads((out / "blobs/sha256" / digest.split(":")[1]).read_text())
+    assert manifest["annotations"]["org.example.note"] == "hi"
+    base_digest = json.loads((base_layout / "index.json").read_text())["manifests"][0]["digest"]
+    assert manifest["annotations"]["org.opencontainers.image.base.digest"] == base_digest
+
+
+def test_activate_d_scripts_run_through_the_entrypoint(
+    image_channel: ImageChannel, base_layout: Path, tmp_path: Path
+) -> None:
+    """A package with activate.d scripts: --activation auto writes an entrypoint script that
+    activates, then execs the command; PATH carries the prefix once."""
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0", "activator")
+    out = tmp_path / "img"
+    run_cli("image", project, "--base", f"oci-layout:{base_layout}:1", "--output", f"oci-layout:{out}",
+            "--cmd", "greet", "-q", check=True)  # fmt: skip
+    result = run_image(out, "latest", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "HELLO_DATA=/app/.pixi/envs/default/share/hello" in result.stdout
+    path_line = next(line for line in result.stdout.splitlines() if line.startswith("PATH="))
+    assert path_line.count("/app/.pixi/envs/default/bin") == 1, path_line
+
+
+def test_same_lockfile_same_digests(image_channel: ImageChannel, tmp_path: Path) -> None:
+    """Two builds from another temp folder, cwd and umask, cold then warm cache: the same bytes.
+    Another prefix changes every environment layer; --compression none is as reproducible."""
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0", "envvars")
+    (tmp_path / "t1").mkdir()
+    (tmp_path / "t2").mkdir()
+    common = ("--base", "scratch", "--layers", "per-package")
+    cache = tmp_path / "cache"
+    first = image_json(project, *common, "--output", f"oci-layout:{tmp_path / 'a'}", "--use-cache", cache,
+                       env={"TMPDIR": str(tmp_path / "t1")}, cwd=tmp_path / "t1")  # fmt: skip
+    old = os.umask(0o077)  # the second build's files are created under another umask
+    try:
+        second = image_json(project, *common, "--output", f"oci-archive:{tmp_path / 'b.tar'}", "--use-cache", cache,
+                            env={"TMPDIR": str(tmp_path / "t2")}, cwd=tmp_path / "t2")  # fmt: skip
+    finally:
+        os.umask(old)
+    assert first["digest"] == second["digest"]
+    assert first["images"][0]["config_digest"] == second["images"][0]["config_digest"]
+    # No path of this machine anywhere in the image.
+    for blob in (tmp_path / "a" / "blobs" / "sha256").iterdir():
+        raw = blob.read_bytes()
+        data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        assert str(tmp_path).encode() not in data, blob.name
+    moved = image_json(project, *common, "--prefix", "/opt/env", "--output", f"oci-layout:{tmp_path / 'c'}")
+    old_layers = {x["digest"] for x in first["images"][0]["layers"]}
+    assert not old_layers & {x["digest"] for x in moved["images"][0]["layers"]}
+    plain = [image_json(project, *common, "--compression", "none", "--output", f"oci-layout:{tmp_path / d}")
+             for d in ("n1", "n2")]  # fmt: skip
+    assert plain[0]["digest"] == plain[1]["digest"]
+    assert all(x["contents"] for x in plain[0]["images"][0]["layers"])
+    single = image_json(project, "--base", "scratch", "--layers", "single", "--output", f"oci-layout:{tmp_path / 's'}")
+    assert [x["contents"] for x in single["images"][0]["layers"]] == ["environment"]
+
+
+def test_archive_is_read_as_oci_and_docker_archive(image_channel: ImageChannel, tmp_path: Path) -> None:
+    """One tar: an OCI layout plus Docker's manifest.json (what docker load reads)."""
+    need("skopeo")
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0")
+    archive = tmp_path / "image.tar"
+    result = image_json(project, "--base", "scratch", "--output", f"oci-archive:{archive}:v3")
+    oci = subprocess.run(["skopeo", "inspect", f"oci-archive:{archive}:v3"], capture_output=True, text=True)
+    assert oci.returncode == 0, oci.stderr
+    assert json.loads(oci.stdout)["Digest"] == result["digest"]
+    docker = subprocess.run(
+        ["skopeo", "inspect", "--config", f"docker-archive:{archive}"], capture_output=True, text=True
+    )
+    assert docker.returncode == 0, docker.stderr
+    assert "CONDA_PREFIX=/app/.pixi/envs/default" in json.loads(docker.stdout)["config"]["Env"]
+
+
+def test_from_pack_and_zstd(image_channel: ImageChannel, base_layout: Path, tmp_path: Path) -> None:
+    """--from-pack needs no package downloads; zstd layers carry their media type."""
+    need("skopeo")
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0")
+    run_cli("pack", project, "-p", "linux-64", "-o", tmp_path / "env.tar", "-q", check=True)
+    image_channel.server.requests.clear()
+    out = tmp_path / "img"
+    image_json("--from-pack", tmp_path / "env.tar", "--base", f"oci-layout:{base_layout}:1",
+                        "--output", f"oci-layout:{out}", "--entrypoint", "greet")  # fmt: skip
+    assert not image_channel.server.requests
+    ran = run_image(out, "latest", tmp_path)
+    assert ran.returncode == 0 and "hello from greeter" in ran.stdout, ran.stderr
+    pytest.importorskip("zstandard")
+    z = image_json("--from-pack", tmp_path / "env.tar", "--base", "scratch", "--compression", "zstd",
+                   "--output", f"oci-layout:{tmp_path / 'z'}")  # fmt: skip
+    manifest = json.loads((tmp_path / "z/blobs/sha256" / z["digest"].split(":")[1]).read_text())
+    assert {x["mediaType"] for x in manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+
+
+def test_several_platforms_give_an_index(image_channel: ImageChannel, tmp_path: Path) -> None:
+    need("skopeo")
+    project = image_channel.project(tmp_path / "p", "other", platforms=("linux-64", "linux-aarch64"))
+    out = tmp_path / "img"
+    result = image_json(project, "-p", "linux-64", "-p", "linux-aarch64", "--base", "scratch",
+                        "--output", f"oci-layout:{out}")  # fmt: skip
+    index = json.loads((out / "blobs/sha256" / result["digest"].split(":")[1]).read_text())
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    platforms = [m["platform"] for m in index["manifests"]]
+    assert platforms == [{"architecture": "amd64", "os": "linux"},
+                         {"architecture": "arm64", "os": "linux", "variant": "v8"}]  # fmt: skip
+    arm = subprocess.run(["skopeo", "--override-arch", "arm64", "inspect", f"oci:{out}:latest"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert arm.returncode == 0, arm.stderr
+    assert json.loads(arm.stdout)["Architecture"] == "arm64"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("-p", "win-64", "--base", "scratch"), "images are Linux only"),
+        (("--base", "ubuntu:24.04"), "name the registry"),
+        (("--base", "scratch", "--push", "127.0.0.1:1/Bad Name"), "invalid repository name"),
+        ((), "name a base"),
+        (("--base", "scratch", "--output", "tarball:x"), "unknown output"),
+        (("--base", "scratch", "--compression", "brotli"), "unknown compression"),
+        (("--base", "scratch", "--layers", "per-package", "--max-layers", "2"), "needs"),
+        (("--base", "oci-layout:/nonexistent/layout"), "not an OCI layout"),
+        (("--base", "scratch", "--prefix", "relative/env"), "--prefix"),
+        (("--base", "scratch", "--activation", "script"), "needs a shell"),
+    ],
+)
+def test_bad_input_is_one_line_and_no_output(
+    project: Project, tmp_path: Path, args: tuple[str, ...], needle: str
+) -> None:
+    out = tmp_path / "img"
+    extra = () if any(a == "--output" for a in args) else ("--output", f"oci-layout:{out}")
+    proc = run_cli("image", project.dir, *args, *extra)
+    line = assert_clean_error(proc)
+    assert needle in line, line
+    assert not out.exists()
+    assert not list(tmp_path.glob(".img.*"))
+
+
+def test_push_uploads_only_missing_blobs(image_channel: ImageChannel, base_layout: Path, tmp_path: Path) -> None:
+    """Push to a real registry: skopeo reads it back by tag with the same digest; pushing again
+    uploads nothing; one changed package uploads exactly one environment layer (and the config)."""
+    need("skopeo")
+    with docker_registry(tmp_path / "registry") as registry:
+        ref = f"{registry.host}/acme/app"
+        common = ("--base", f"oci-layout:{base_layout}:1", "--layers", "per-package", "--entrypoint", "greet")
+        p1 = image_channel.project(tmp_path / "p1", "greeter", "libdata=1.0", "envvars")
+        first = image_json(p1, *common, "--push", f"{ref}:v1")
+        assert first["pushed"][0]["reference"] == f"{ref}@{first['digest']}"
+        layer_count = len(first["images"][0]["layers"])
+        assert len(registry.uploads()) == layer_count + 1  # every layer and the config
+        inspected = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{ref}:v1"],
+                                   capture_output=True, text=True, check=True)  # fmt: skip
+        assert json.loads(inspected.stdout)["Digest"] == first["digest"]
+        # The tag is written last: after every blob and the manifest by digest.
+        log = registry.log.read_text().splitlines()
+        tag_put = next(i for i, line in enumerate(log) if '"PUT /v2/acme/app/manifests/v1 ' in line)
+        digest_put = next(i for i, line in enumerate(log) if f'"PUT /v2/acme/app/manifests/{first["digest"]} ' in line)
+        last_blob = max(i for i, line in enumerate(log) if "/blobs/uploads/" in line)
+        assert last_blob < digest_put < tag_put
+        again = image_json(p1, *common, "--push", f"{ref}:v1")
+        assert again["digest"] == first["digest"]
+        assert again["pushed"][0]["blobs"] == {"present": layer_count + 1}
+        assert len(registry.uploads()) == layer_count + 1
+        p2 = image_channel.project(tmp_path / "p2", "greeter", "libdata=1.1", "envvars")
+        before = len(registry.uploads())
+        second = image_json(p2, *common, "--push", f"{ref}:v2")
+        assert second["pushed"][0]["blobs"] == {"present": layer_count - 1, "uploaded": 2}
+        assert len(registry.uploads()) == before + 2
+        new = {x["digest"] for x in second["images"][0]["layers"]} - {x["digest"] for x in first["images"][0]["layers"]}
+        assert [x["contents"] for x in second["images"][0]["layers"] if x["digest"] in new] == ["libdata"]
+        # A base on the same registry: resolved to its digest, its layer mounted, never downloaded.
+        base_ref = f"{registry.host}/library/busybox:1"
+        subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{base_layout}:1", f"docker://{base_ref}"],
+                       capture_output=True, check=True)  # fmt: skip
+        on_base = image_json(
+            p1, "--base", base_ref, "--entrypoint", "greet", "--push", f"{registry.host}/acme/other:v1"
+        )
+        assert on_base["pushed"][0]["blobs"]["mounted"] == 1
+        manifest = json.loads(subprocess.run(
+            ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/acme/other:v1"],
+            capture_output=True, check=True, text=True).stdout)  # fmt: skip
+        assert manifest["annotations"]["org.opencontainers.image.base.name"] == base_ref
+        assert manifest["annotations"]["org.opencontainers.image.base.digest"].startswith("sha256:")
+        copied = subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}:v2",
+                                 f"oci:{tmp_path / 'pulled'}:v2"], capture_output=True, text=True)  # fmt: skip
+        assert copied.returncode == 0, copied.stderr
+        ran = run_image(tmp_path / "pulled", "v2", tmp_path)
+        assert "libdata 1.1" in ran.stdout, ran.stderr
+
+
+def test_push_failure_leaves_no_tag(image_channel: ImageChannel, tmp_path: Path) -> None:
+    """A registry that refuses: one line; a registry that is not there: one line after retries."""
+    project = image_channel.project(tmp_path / "p", "other")
+    proc = run_cli("image", project, "--base", "scratch", "--push", "127.0.0.1:9/acme/app:v1",
+                   env={"PIXI_PACK_CI_DOWNLOAD_ATTEMPTS": "1"})  # fmt: skip
+    assert "127.0.0.1:9" in assert_clean_error(proc)
+
+
+def test_plain_http_only_for_this_machine() -> None:
+    from pixi_pack_ci.core.image.refs import parse_reference
+
+    assert parse_reference("127.0.0.1:5000/a/b:1").api == "http://127.0.0.1:5000"
+    assert parse_reference("localhost:5000/a").api == "http://localhost:5000"
+    assert parse_reference("[::1]:5000/a").api == "http://[::1]:5000"
+    assert parse_reference("ghcr.io/acme/app").api == "https://ghcr.io"
+    assert parse_reference("10.0.0.1:5000/a").api == "https://10.0.0.1:5000"
+    assert parse_reference("docker.io/ubuntu:24.04").repository == "library/ubuntu"
