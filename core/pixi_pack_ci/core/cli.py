@@ -28,6 +28,7 @@ from .unpack import run_unpack
 
 log = logging.getLogger("pixi_pack_ci")
 PROG = "pixi-pack-ci"
+COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell")
 
 
 class _ScrubbingFormatter(logging.Formatter):
@@ -113,6 +114,8 @@ def build_parser(pm: PluginManager) -> argparse.ArgumentParser:
 
     plugins = sub.add_parser("plugins", help="list the plugins: loaded, blocked, or failed and why")
     _add_common(plugins)
+    completion = sub.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("-s", "--shell", required=True, choices=COMPLETION_SHELLS, help="the shell it is for")
     pm.add_commands(sub)
     return parser
 
@@ -191,6 +194,15 @@ def _cmd_inspect(args: argparse.Namespace, pm: PluginManager) -> int:
     return 0
 
 
+def _cmd_completion(args: argparse.Namespace) -> int:
+    """argcomplete's script for the shell: it runs this program to complete, from the very parser
+    that parses (plugins' commands and flags included), so it cannot drift from the CLI."""
+    from argcomplete.shell_integration import shellcode
+
+    print(shellcode([PROG], shell=args.shell), end="")
+    return 0
+
+
 def _cmd_plugins(args: argparse.Namespace, pm: PluginManager) -> int:
     if args.json:
         _print_json([{"name": s.name, "state": s.state, "detail": s.detail} for s in pm.statuses])
@@ -213,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _setup_logging(known.verbose, known.quiet)
         pm = create_plugin_manager(set(known.disable_plugin))
         parser = build_parser(pm)
+        if "_ARGCOMPLETE" in os.environ:  # a shell's completion script asking; answers and exits
+            import argcomplete
+
+            argcomplete.autocomplete(parser)
         args = parser.parse_args(argv)
         command = args.command or "?"
         _setup_logging(getattr(args, "verbose", 0), getattr(args, "quiet", False))
@@ -229,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_image(args, pm)
         if args.command == "plugins":
             return _cmd_plugins(args, pm)
+        if args.command == "completion":
+            return _cmd_completion(args)
         handler = getattr(args, "handler", None)
         if handler is None:
             raise UsageError(f"command {args.command!r} has no handler")
