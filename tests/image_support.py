@@ -4,12 +4,14 @@ umoci + runc. Tests that need a tool skip, naming it, when it is missing."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,8 +95,9 @@ class Registry:
 
 
 @contextmanager
-def docker_registry(folder: Path) -> Iterator[Registry]:
-    """Debian's docker-registry (distribution 2.8) on a free port of 127.0.0.1, stopped by its PID."""
+def docker_registry(folder: Path, auth: str = "") -> Iterator[Registry]:
+    """Debian's docker-registry (distribution 2.8) on a free port of 127.0.0.1, stopped by its PID;
+    ``auth`` is its ``auth:`` section (YAML), none by default."""
     need("docker-registry")
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
@@ -102,7 +105,7 @@ def docker_registry(folder: Path) -> Iterator[Registry]:
     config.write_text(
         "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: false\n"
         f"storage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n{auth}"
     )
     log = folder / "registry.log"
     with log.open("wb") as out:
@@ -113,6 +116,8 @@ def docker_registry(folder: Path) -> Iterator[Registry]:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
                 break
+            except urllib.error.HTTPError:  # 401: up, and asking for a token
+                break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError(f"docker-registry did not start: {log.read_text()[-500:]}") from None
@@ -121,3 +126,80 @@ def docker_registry(folder: Path) -> Iterator[Registry]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+class TokenServer:
+    """A token service as GHCR's and GitLab's (distribution's ``auth.token``): Basic credentials
+    in, an ES256 JWT out whose ``x5c`` certificate the registry trusts. Wrong credentials get a
+    token that allows pulling only, as real services answer."""
+
+    def __init__(self, folder: Path, user: str, password: str) -> None:
+        import datetime
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pixi-pack-ci test token issuer")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self.key.public_key())
+            .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(self.key, hashes.SHA256())
+        )  # fmt: skip
+        folder.mkdir(parents=True, exist_ok=True)
+        self.bundle = folder / "root.pem"
+        self.bundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        self.x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+        self.expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                body = json.dumps({"token": server.token(self.path, self.headers.get("Authorization"))}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def token(self, path: str, authorization: str | None) -> str:
+        import urllib.parse
+
+        import jwt
+
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+        access = []
+        for scope in query.get("scope", []):
+            kind, name, actions = scope.split(":")
+            allowed = actions.split(",") if authorization == self.expected else ["pull"]
+            access.append({"type": kind, "name": name, "actions": allowed})
+        now = int(time.time())
+        claims = {
+            "iss": "pixi-pack-ci-test", "sub": "tester", "aud": query.get("service", [""])[0],
+            "exp": now + 300, "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(), "access": access,
+        }  # fmt: skip
+        return jwt.encode(claims, self.key, algorithm="ES256", headers={"x5c": [self.x5c]})
+
+    def auth_section(self) -> str:
+        return (
+            f"auth:\n  token:\n    realm: {self.url}\n    service: test-registry\n"
+            f"    issuer: pixi-pack-ci-test\n    rootcertbundle: {self.bundle}\n"
+        )
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -3,6 +3,7 @@ umoci, runc, Debian's docker-registry), reproducible, pushed, one line per bad i
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import os
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 import rattler
 from conftest import Project, assert_clean_error, run_cli
-from image_support import busybox_base, docker_registry, image_specs, need, run_image
+from image_support import TokenServer, busybox_base, docker_registry, image_specs, need, run_image
 from support import ChannelServer, build_channel, channel_records, write_lockfile
 
 pytestmark = pytest.mark.posix
@@ -302,3 +303,35 @@ def test_plain_http_only_for_this_machine() -> None:
     assert parse_reference("ghcr.io/acme/app").api == "https://ghcr.io"
     assert parse_reference("10.0.0.1:5000/a").api == "https://10.0.0.1:5000"
     assert parse_reference("docker.io/ubuntu:24.04").repository == "library/ubuntu"
+
+
+def test_push_with_token_auth(image_channel: ImageChannel, tmp_path: Path) -> None:
+    """A registry behind a token service (as GHCR, GitLab): Bearer tokens from the challenge, with
+    the credentials from the environment or Docker's config.json; wrong ones: one line, no tag."""
+    need("skopeo")
+    tokens = TokenServer(tmp_path / "tokens", "ci-user", "s3cret-pass")
+    try:
+        with docker_registry(tmp_path / "registry", auth=tokens.auth_section()) as registry:
+            project = image_channel.project(tmp_path / "p", "other")
+            ref = f"{registry.host}/acme/app"
+            env = {"PIXI_PACK_CI_REGISTRY_USERNAME": "ci-user", "PIXI_PACK_CI_REGISTRY_PASSWORD": "s3cret-pass"}
+            pushed = run_cli("image", project, "--base", "scratch", "--push", f"{ref}:v1", env=env, check=True)
+            assert pushed.stdout.decode().startswith(f"{ref}@sha256:")
+            assert any("scope=repository%3Aacme%2Fapp%3Apull%2Cpush" in r for r in tokens.requests)
+            docker = tmp_path / "docker"
+            docker.mkdir()
+            auth = base64.b64encode(b"ci-user:s3cret-pass").decode()
+            (docker / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": auth}}}))
+            again = image_json(project, "--base", "scratch", "--push", f"{ref}:v2", env={"DOCKER_CONFIG": str(docker)})
+            assert again["pushed"][0]["blobs"] == {"present": 3}  # two layers and the config
+            wrong = {"PIXI_PACK_CI_REGISTRY_USERNAME": "ci-user", "PIXI_PACK_CI_REGISTRY_PASSWORD": "wrong-pass"}
+            refused = run_cli("image", project, "--base", "scratch", "--push", f"{ref}:v3", "--cmd", "x", env=wrong)
+            line = assert_clean_error(refused)
+            assert "refused" in line and "wrong-pass" not in line
+            tags = subprocess.run(
+                ["skopeo", "list-tags", "--tls-verify=false", "--creds", "ci-user:s3cret-pass", f"docker://{ref}"],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            assert json.loads(tags.stdout)["Tags"] == ["v1", "v2"]
+    finally:
+        tokens.stop()
