@@ -196,3 +196,28 @@ def offline_env(index: LockIndex, scratch: Path) -> dict[str, str]:
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
     }
+
+
+def action_lock() -> Any:
+    """scripts/action_lock.py as a module (scripts/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("action_lock", REPO / "scripts" / "action_lock.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("action_lock", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def locked_here(root: Path = REPO) -> set[str]:
+    """The locked projects this machine installs: those whose environment marker holds here."""
+    from packaging.markers import Marker
+
+    pins = action_lock().read_pins
+    names = set()
+    for lock in (LOCK, BUILD_LOCK):
+        for name, pin in pins((root / lock).read_text()).items():
+            if not pin.marker or Marker(pin.marker).evaluate():
+                names.add(name)
+    return names

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from conftest import Project, run_cli
+from lock_index import action_lock, offline_env, serve_lock_index
+from pixi_pack_ci.core import __version__
 from signing import GITLAB_SAN, Sigstore, gitlab_env
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,11 +56,11 @@ def gitlab_ci_local(repo: Path, *args: str, env: dict[str, str] | None = None) -
     )
 
 
-def make_repo(tmp_path: Path, project: Project, pipeline: str) -> Path:
+def make_repo(tmp_path: Path, project: Project, pipeline: str, template: str | None = None) -> Path:
     """A git repository as gitlab-ci-local wants it: one commit and a gitlab.com origin."""
     repo = tmp_path / "repo"
     (repo / "gitlab").mkdir(parents=True)
-    shutil.copy(REPO / "gitlab" / "pixi-pack.yml", repo / "gitlab" / "pixi-pack.yml")
+    (repo / "gitlab" / "pixi-pack.yml").write_text(template or (REPO / "gitlab" / "pixi-pack.yml").read_text())
     (repo / "project").mkdir()
     for name in ("pixi.toml", "pixi.lock"):
         shutil.copy(project.dir / name, repo / "project" / name)
@@ -179,3 +181,69 @@ def test_mirror_layout_works_as_a_cicd_component(project: Project, tmp_path: Pat
         "default-linux-64.tar",
         "default-osx-arm64.tar",
     ]
+
+
+INSTALL_ONLY = """\
+stages: [build]
+include:
+  - local: gitlab/pixi-pack.yml
+    inputs:
+      manifest-path: project
+      lockfile: project/pixi.lock
+"""
+
+
+def test_the_template_installs_its_own_release_with_every_hash(project: Project, tmp_path: Path) -> None:
+    # A release's template pins that release's wheel (scripts/action_lock.py --release). Here the
+    # wheel is built from this checkout as release.yml builds it (install.py build: the locked
+    # hatchling), and a copy of the template pins it the same way; the job installs from an index
+    # on 127.0.0.1 holding only the lock, the wheel and decoys, with no other network.
+    lock = action_lock()
+    build_index = serve_lock_index(tmp_path / "build-index", decoys=False)
+    try:
+        built = subprocess.run(
+            [sys.executable, str(REPO / "plugins/pixi_pack_ci/plugins/github/install.py"), "build",
+             str(tmp_path / "dist")],
+            env=offline_env(build_index, tmp_path / "build"), capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    finally:
+        build_index.stop()
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("pixi_pack_ci-*.whl")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    template = lock.stamped_template(
+        (REPO / "gitlab" / "pixi-pack.yml").read_text(), (REPO / "requirements" / "action.txt").read_text(),
+        __version__, digest,
+    )  # fmt: skip
+    assert lock.template_release(template) == (__version__, digest)
+    index = serve_lock_index(tmp_path / "index", extra=[wheel])
+    offline = offline_env(index, tmp_path)
+    names = ("PIP_INDEX_URL", "PIP_NO_CACHE_DIR", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY")
+    variables = [arg for name in names for arg in ("--variable", f"{name}={offline[name]}")]
+    env = {**{name: offline[name] for name in names}, "PIP_FIND_LINKS": "", "PIP_CONFIG_FILE": os.devnull}
+
+    def collect(directory: str, template: str, pipeline: str = INSTALL_ONLY) -> str:
+        repo = make_repo(tmp_path / directory, project, pipeline, template)
+        proc = gitlab_ci_local(repo, "--force-shell-executor", "--shell-isolation", *variables, "pixi-pack-collect",
+                               env=env)  # fmt: skip
+        return f"exit {proc.returncode}\n" + proc.stdout + proc.stderr
+
+    try:
+        log = collect("pinned", template)
+        assert log.startswith("exit 0"), log[-4000:]
+        assert f"pixi-pack-ci {__version__}" in log and "nothing to collect" in log
+        assert index.outside_the_lock() == [], index.outside_the_lock()
+        assert wheel.name in index.files_served() and not set(index.decoys) & set(index.files_served())
+
+        # One hash changed in the block: pip refuses the wheel, and the job fails.
+        mutated = template.replace(digest, digest[:-4] + "0000")
+        assert mutated != template
+        log = collect("mutated", mutated)
+        assert not log.startswith("exit 0") and "DO NOT MATCH THE HASHES" in log, log[-4000:]
+
+        # Another release: installed by version alone, and the job says so.
+        log = collect("other", template, INSTALL_ONLY + '      version: "9.9.9"\n')
+        assert "pixi-pack-ci 9.9.9 is not this template's release: installed by version, without hashes" in log
+        assert not log.startswith("exit 0"), "9.9.9 is on no index here"
+    finally:
+        index.stop()
