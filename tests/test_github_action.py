@@ -12,12 +12,13 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import Project, credentialed_project
-from lock_index import locked, offline_env, project_of, serve_lock_index, wheelhouse
+from lock_index import action_lock, locked_here, offline_env, project_of, serve_lock_index, wheelhouse
 from pixi_pack_ci.core import __version__
 from signing import SAN, Sigstore, assert_secret_hidden, github_env, no_ci
 
@@ -303,7 +304,7 @@ def test_the_action_installs_its_lock_and_nothing_else(tmp_path: Path) -> None:
         assert not set(index.decoys) & set(index.files_served())
         # Every runtime package came from the index, the build backend too: nothing from elsewhere.
         served = {project_of(name) for name in index.files_served()}
-        assert served == set(locked()), served ^ set(locked())
+        assert served == locked_here(), served ^ locked_here()
         version = subprocess.run([outputs["cli"], "--version"], capture_output=True, text=True)
         assert version.returncode == 0 and version.stdout.strip() == f"pixi-pack-ci {__version__}"
         # Only what runs: the build backend built the wheel in its own environment and stayed there.
@@ -375,3 +376,66 @@ def test_one_mutated_hash_in_the_lock_and_the_install_refuses(tmp_path: Path) ->
             assert not (tmp_path / f"{project}-venv" / "pixi-pack-ci-environment.json").exists()
     finally:
         index.stop()
+
+
+# --- the lock itself (scripts/action_lock.py) ----------------------------------------------------
+
+
+def test_only_what_runs_is_a_dependency_and_in_the_lock() -> None:
+    repo = Path(__file__).resolve().parent.parent
+    with open(repo / "pyproject.toml", "rb") as f:
+        project = tomllib.load(f)["project"]
+    names = {re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0] for req in project["dependencies"]}
+    assert "hatchling" not in names and project["optional-dependencies"]["hatch"] == ["hatchling>=1.26"]
+    locked_runtime = action_lock().read_pins((repo / "requirements" / "action.txt").read_text())
+    assert {project_of(n) for n in names} <= set(locked_runtime) and "hatchling" not in locked_runtime
+    # What every start imports (so must be installed), and what it must not need.
+    started = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pixi_pack_ci.core.cli", "--version"], capture_output=True, text=True
+    )
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in started.stderr.splitlines() if "|" in line}
+    assert {"cryptography", "github_action_utils", "rattler", "pluggy"} <= imported
+    assert "hatchling" not in imported
+
+
+def test_the_lock_check_compares_pins_and_keeps_hashes() -> None:
+    compare = action_lock().compare
+    locked_text = (
+        "a==1.0 \\\n    --hash=sha256:"
+        + "1" * 64
+        + "\nb==2.0 ; sys_platform == 'win32' \\\n    --hash=sha256:"
+        + "2" * 64
+        + "\n"
+    )
+    assert compare(locked_text, locked_text) == []
+    more_files = locked_text.replace("\nb==", " \\\n    --hash=sha256:" + "3" * 64 + "\nb==")
+    assert compare(locked_text, more_files) == [], "a file added upstream is no reason to fail"
+    assert compare(more_files, locked_text) == ["a 1.0: 1 locked file(s) no longer on the index"]
+    assert compare(locked_text, locked_text.replace("a==1.0", "a==1.1")) == [
+        "a==1.0 is locked, the inputs now give a==1.1"
+    ]
+    assert compare(locked_text, locked_text.replace("'win32'", "'darwin'")) == [
+        "b==2.0 ; sys_platform == 'win32' is locked, the inputs now give b==2.0 ; sys_platform == 'darwin'"
+    ]
+    only_a = locked_text.split("b==")[0]
+    assert compare(locked_text, only_a) == ["b is locked but no longer required"]
+    assert compare(only_a, locked_text) == ["b==2.0 ; sys_platform == 'win32' is required but not locked"]
+
+
+def test_the_lock_check_fails_when_pyproject_no_longer_matches(tmp_path: Path) -> None:
+    # A real resolution (uv against the package index, as scripts/test.sh runs it) of a copy whose
+    # pyproject.toml dropped a dependency that nothing else needs.
+    repo = Path(__file__).resolve().parent.parent
+    for name in ("pyproject.toml", "requirements/action.txt", "requirements/build.txt", "requirements/build.in",
+                 "requirements/constraints.txt", "gitlab/pixi-pack.yml"):  # fmt: skip
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(repo / name, tmp_path / name)
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('    "github-action-utils>=2,<3",\n', ""))
+    proc = subprocess.run(
+        [sys.executable, str(repo / "scripts" / "action_lock.py"), "--check", "--root", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "requirements/action.txt: github-action-utils is locked but no longer required" in proc.stderr
+    assert "regenerate with `python scripts/action_lock.py`" in proc.stderr
