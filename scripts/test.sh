@@ -38,5 +38,9 @@ for platform in linux win32 darwin; do
 done
 echo "== lint-imports (the core never imports a plugin; plugins use only pixi_pack_ci.core; no cycles)"
 "$venv/bin/lint-imports"
+# The action and the GitLab template install only requirements/action.txt: it must still be what
+# pyproject.toml's dependencies resolve to, with wheels for every runner system and Python.
+echo "== action lock (python scripts/action_lock.py --check)"
+"$venv/bin/python" scripts/action_lock.py --check
 echo "== pytest"
 PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest -q "$@"
