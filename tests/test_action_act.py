@@ -1,15 +1,20 @@
 """End to end: `.github/workflows/test-action.yml` under `act` in host mode.
 
-The workflow's `uses: ./` runs the real composite action: it installs this checkout into a venv,
-packs a lockfile served on 127.0.0.1, checks its outputs and unpacks the pack. The remote actions
-it uses (setup-python, cache) are replaced by the offline stand-ins in tests/act/, since act would
-clone them from GitHub. The `bad-input` job must see the action fail.
+The workflow's `uses: ./` runs the real composite action: it installs requirements/action.txt and
+this checkout's wheel into a venv from a package index on 127.0.0.1 (every proxy variable points at
+a closed port, so no other network is reachable), packs a lockfile served on 127.0.0.1, checks its
+outputs and unpacks the pack. The index also holds decoys, newer versions of locked projects; the
+run fails if anything outside the lock was requested. The remote actions it uses (setup-python,
+cache) are replaced by the offline stand-ins in tests/act/, since act would clone them from
+GitHub. The `bad-input` job must see the action fail.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import platform
 import re
 import shutil
 import subprocess
@@ -18,6 +23,8 @@ from pathlib import Path
 
 import pytest
 from conftest import Project
+from lock_index import locked_here, offline_env, project_of, serve_lock_index
+from pixi_pack_ci.core import __version__
 
 REPO = Path(__file__).resolve().parent.parent
 SETUP_PYTHON = "actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065"
@@ -46,21 +53,30 @@ def test_test_action_workflow_runs_under_act(project: Project, tmp_path: Path) -
     # Pin every reference the action uses, so the stand-ins stay in step with action.yml.
     action = (REPO / "action.yml").read_text()
     assert SETUP_PYTHON in action and CACHE.replace("cache@", "cache/restore@") in action
+    assert "pip install" not in action, "the action installs with install.py from the lock only"
     act = act_binary()
-    proc = subprocess.run(
-        [
-            act, "push", "-W", ".github/workflows/test-action.yml", "--matrix", "os:ubuntu-latest",
-            "-P", "ubuntu-latest=-self-hosted", "--no-cache-server", "--action-cache-path", str(tmp_path / "act"),
-            "--local-repository", f"{SETUP_PYTHON}={REPO / 'tests/act/setup-python'}",
-            "--local-repository", f"{CACHE}={REPO / 'tests/act/cache'}",
-            "--var", f"PIXI_PACK_TEST_MANIFEST={project.dir}", "--var", "PIXI_PACK_TEST_CACHE=true",
-            "--env", f"PIXI_PACK_ACT_PYTHON={sys.executable}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )  # fmt: skip
+    index = serve_lock_index(tmp_path / "index")
+    # The job sees only these: the lock's index, and proxies that lead nowhere for anything else.
+    offline = offline_env(index, tmp_path)
+    job_env = {name: offline[name] for name in offline if name not in os.environ or os.environ[name] != offline[name]}
+    try:
+        proc = subprocess.run(
+            [
+                act, "push", "-W", ".github/workflows/test-action.yml", "--matrix", "os:ubuntu-latest",
+                "-P", "ubuntu-latest=-self-hosted", "--no-cache-server", "--action-cache-path", str(tmp_path / "act"),
+                "--local-repository", f"{SETUP_PYTHON}={REPO / 'tests/act/setup-python'}",
+                "--local-repository", f"{CACHE}={REPO / 'tests/act/cache'}",
+                "--var", f"PIXI_PACK_TEST_MANIFEST={project.dir}", "--var", "PIXI_PACK_TEST_CACHE=true",
+                "--env", f"PIXI_PACK_ACT_PYTHON={sys.executable}",
+                *(arg for name, value in sorted(job_env.items()) for arg in ("--env", f"{name}={value}")),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )  # fmt: skip
+    finally:
+        index.stop()
     # act pads job names to a common width when jobs run side by side: "[test-action/pack     ]".
     log = re.sub(r"\[(test-action/[\w-]+) +\]", r"[\1]", proc.stdout + proc.stderr)
     tail = "\n".join(log.splitlines()[-40:])
@@ -83,6 +99,17 @@ def test_test_action_workflow_runs_under_act(project: Project, tmp_path: Path) -
     assert "default-linux-64.tar: OK" in log
     assert re.search(r"cache save stub: key pixi-pack-ci-v1-Linux-\S+, (\d+) files", log)
     assert "💫 Unpacked" in log
+
+    # Both jobs installed pixi-pack-ci from the lock's index and asked for nothing else.
+    assert index.outside_the_lock() == [], index.outside_the_lock()
+    assert not set(index.decoys) & set(index.files_served())
+    assert {project_of(name) for name in index.files_served()} == locked_here()
+    assert log.count(f"pixi-pack-ci {__version__}: installed from requirements/action.txt in") == 2, tail
+    saved = re.search(
+        r"\[test-action/pack\].*cache save stub: key (pixi-pack-ci-env-v1-Linux-X64-py\S+), (\d+) files", log
+    )
+    assert saved and int(saved.group(2)) > 1000, "the environment is saved under its key"
+    assert saved.group(1).startswith(f"pixi-pack-ci-env-v1-Linux-X64-py{platform.python_version()}-")
 
     # The bad-input job: the action failed with a clear input error, and the job expected that.
     assert "input create-executable must be true or false" in log
