@@ -112,12 +112,26 @@ def build_parser(pm: PluginManager) -> argparse.ArgumentParser:
 
     add_image_parser(sub, pm, _add_common)
 
+    _add_tool_commands(sub)
+    pm.add_commands(sub)
+    return parser
+
+
+def _add_tool_commands(sub: Any) -> None:
+    """The commands about the tool itself rather than packs: ``plugins`` and ``completion``."""
     plugins = sub.add_parser("plugins", help="list the plugins: loaded, blocked, or failed and why")
     _add_common(plugins)
     completion = sub.add_parser("completion", help="print a shell completion script")
     completion.add_argument("-s", "--shell", required=True, choices=COMPLETION_SHELLS, help="the shell it is for")
-    pm.add_commands(sub)
-    return parser
+
+
+def _complete_if_asked(parser: argparse.ArgumentParser) -> None:
+    """A shell's completion script runs us with ``_ARGCOMPLETE`` set: argcomplete answers from
+    ``parser`` and exits; otherwise nothing happens (and argcomplete is not even imported)."""
+    if "_ARGCOMPLETE" in os.environ:
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
 
 
 def _print_json(data: Any) -> None:
@@ -225,10 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _setup_logging(known.verbose, known.quiet)
         pm = create_plugin_manager(set(known.disable_plugin))
         parser = build_parser(pm)
-        if "_ARGCOMPLETE" in os.environ:  # a shell's completion script asking; answers and exits
-            import argcomplete
-
-            argcomplete.autocomplete(parser)
+        _complete_if_asked(parser)
         args = parser.parse_args(argv)
         command = args.command or "?"
         _setup_logging(getattr(args, "verbose", 0), getattr(args, "quiet", False))
