@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import tarfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 import rattler
 from conftest import Project, assert_clean_error, run_cli
 from image_support import TokenServer, busybox_base, docker_registry, image_specs, need, run_image
+from signing import Sigstore, github_env
 from support import ChannelServer, build_channel, channel_records, write_lockfile
 
 pytestmark = pytest.mark.posix
@@ -335,3 +337,78 @@ def test_push_with_token_auth(image_channel: ImageChannel, tmp_path: Path) -> No
             assert json.loads(tags.stdout)["Tags"] == ["v1", "v2"]
     finally:
         tokens.stop()
+
+
+def test_signed_with_a_key_verifies_and_is_attached(image_channel: ImageChannel, tmp_path: Path) -> None:
+    """--sign-key: SLSA v1 for the image digest, beside the layout and as a referrer in the
+    registry (the sha256-<hex> fallback tag: distribution 2.8 has no referrers API); pixi-pack-ci
+    verify and cosign accept the image's manifest with it, and refuse another image's."""
+    need("skopeo")
+    from verifier_tools import debian_tool
+
+    run_cli("keygen", "--output-prefix", tmp_path / "site", "--no-passphrase", check=True)
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0")
+    out = tmp_path / "img"
+    with docker_registry(tmp_path / "registry") as registry:
+        ref = f"{registry.host}/acme/app"
+        result = image_json(project, "--base", "scratch", "--output", f"oci-layout:{out}", "--push", f"{ref}:v1",
+                            "--sign-key", tmp_path / "site.key")  # fmt: skip
+        digest = result["digest"]
+        (attestation,) = result["attestation"]
+        assert attestation["subjects"] == [ref] and attestation["digest"] == digest
+        bundle = tmp_path / "img.sigstore.json"
+        assert attestation["bundle_paths"] == [str(bundle)]
+        fallback = subprocess.run(
+            ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}:{digest.replace(':', '-')}"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        (entry,) = json.loads(fallback.stdout)["manifests"]
+        assert entry["artifactType"] == "application/vnd.dev.sigstore.bundle.v0.3+json"
+        assert attestation["referrers"] == [f"{ref}@{entry['digest']}"]
+        referrer = json.loads(subprocess.run(
+            ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}@{entry['digest']}"],
+            capture_output=True, text=True, check=True).stdout)  # fmt: skip
+        assert referrer["subject"]["digest"] == digest
+        layer = referrer["layers"][0]["digest"]
+        with urllib.request.urlopen(f"http://{registry.host}/v2/acme/app/blobs/{layer}") as response:
+            assert response.read() == bundle.read_bytes()
+    manifest = out / "blobs" / "sha256" / digest.split(":")[1]
+    verified = run_cli("verify", manifest, "--bundle", bundle, "--key", tmp_path / "site.pub")
+    assert verified.returncode == 0, verified.stderr.decode()
+    root = tmp_path / "trusted_root.json"
+    root.write_text('{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}')
+    cosign = [debian_tool("cosign"), "verify-blob-attestation", "--bundle", str(bundle), "--type", "slsaprovenance1",
+              "--key", str(tmp_path / "site.pub"), "--insecure-ignore-tlog", "--trusted-root", str(root)]  # fmt: skip
+    accepted = subprocess.run([*cosign, str(manifest)], capture_output=True, text=True)
+    assert accepted.returncode == 0, accepted.stderr
+    other = image_json(project, "--base", "scratch", "--label", "x=y", "--output", f"oci-layout:{tmp_path / 'other'}")
+    other_manifest = tmp_path / "other" / "blobs" / "sha256" / other["digest"].split(":")[1]
+    assert run_cli("verify", other_manifest, "--bundle", bundle, "--key", tmp_path / "site.pub").returncode != 0
+    assert subprocess.run([*cosign, str(other_manifest)], capture_output=True).returncode != 0
+
+
+def test_keyless_image_attestation_passes_gh_bundle_from_oci(
+    image_channel: ImageChannel, tmp_path: Path, sigstore: Sigstore
+) -> None:
+    """--attest in a GitHub job (the loopback Sigstore): gh finds the referrer in the registry and
+    verifies it for the repository; another repository, or another image, is refused."""
+    from verifier_tools import clean_env, venv_tool
+
+    project = image_channel.project(tmp_path / "p", "other")
+    with docker_registry(tmp_path / "registry") as registry:
+        ref = f"{registry.host}/acme/app"
+        result = image_json(project, "--base", "scratch", "--push", f"{ref}:v1", "--attest",
+                            "--sigstore-trust-config", sigstore.trust_config, env=github_env(sigstore))  # fmt: skip
+        assert result["attestation"][0]["keyless"] is True
+        other = image_json(project, "--base", "scratch", "--label", "x=y", "--push", f"{ref}:v2")
+
+        def gh(image: str, repository: str) -> subprocess.CompletedProcess[str]:
+            command = [venv_tool("gh"), "attestation", "verify", f"oci://{image}", "--bundle-from-oci",
+                       "--custom-trusted-root", str(sigstore.trusted_root_jsonl), "--repo", repository]  # fmt: skip
+            env = clean_env({"GH_TOKEN": "unused-offline"})
+            return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+
+        accepted = gh(f"{ref}:v1", "acme/pixi-app")
+        assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+        assert gh(f"{ref}:v1", "acme/other").returncode != 0
+        assert gh(f"{ref}@{other['digest']}", "acme/pixi-app").returncode != 0

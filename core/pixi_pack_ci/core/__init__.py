@@ -25,6 +25,8 @@ from .fetch_context import Digests, FetchContext
 from .hookspecs import hookimpl, hookspec
 from .model import (
     CondaArtifact,
+    ImageOptions,
+    ImageResult,
     PackOptions,
     PackPlan,
     PackResult,
@@ -61,6 +63,8 @@ __all__ = [
     "Digests",
     "DownloadError",
     "FetchContext",
+    "ImageOptions",
+    "ImageResult",
     "PackOptions",
     "PackPlan",
     "PackResult",

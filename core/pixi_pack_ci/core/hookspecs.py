@@ -18,7 +18,7 @@ import pluggy
 if TYPE_CHECKING:
     from .errors import PixiPackError
     from .fetch_context import FetchContext
-    from .model import Artifact, PackOptions, PackPlan, PackResult, UnpackResult
+    from .model import Artifact, ImageOptions, ImageResult, PackOptions, PackPlan, PackResult, UnpackResult
 
 PROJECT_NAME = "pixi_pack_ci"
 
@@ -100,6 +100,14 @@ def pixi_pack_ci_packs_written(packs: list[PackResult], options: PackOptions) ->
     plugins publish outputs here; the provenance plugin signs. Return value is ignored; raise
     ``PixiPackError`` to fail the run (the packs stay on disk).
     """
+
+
+@hookspec
+def pixi_pack_ci_images_written(images: list[ImageResult], options: ImageOptions) -> None:
+    """Called once after ``image`` wrote and pushed its image (one per run: several platforms
+    make one index). The provenance plugin signs ``image.digest`` and attaches the bundle to the
+    pushed image with ``image.attach``. Raise ``PixiPackError`` to fail the run (what was
+    written and pushed stays)."""
 
 
 @hookspec

@@ -6,6 +6,7 @@ These are plain dataclasses so plugins can read and change them without importin
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -267,6 +268,51 @@ class UnpackOptions:
     force: bool = False
     quiet: bool = False
     args: argparse.Namespace = field(default_factory=argparse.Namespace)
+
+
+#: ``attach(artifact_type, data, annotations)`` → the references of the referrers pushed.
+Attach = Callable[[str, bytes, dict[str, str]], list[str]]
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One image (or image index, for several platforms) as written and pushed."""
+
+    #: ``sha256:…`` of the manifest (one platform) or the index: what is pushed, printed and signed.
+    digest: str
+    media_type: str
+    platforms: tuple[str, ...]
+    #: ``REGISTRY/REPO`` of every push (no tag), in the order of ``--push``.
+    names: tuple[str, ...]
+    #: Layout folders and archives written.
+    outputs: tuple[Path, ...]
+    #: The packages in it (as ``PackResult.packages``: name, version, URL, sha256).
+    packages: tuple[dict[str, Any], ...]
+    #: The lockfile it was built from; None for ``--from-pack``.
+    lockfile: Path | None
+    #: ``gzip:6``, ``zstd:3`` or ``none``: gzip bytes depend on the zlib build.
+    compression: str
+    attach: Attach | None = field(default=None, compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "media_type": self.media_type,
+            "platforms": list(self.platforms),
+            "names": list(self.names),
+            "outputs": [str(p) for p in self.outputs],
+            "compression": self.compression,
+        }
+
+
+@dataclass
+class ImageOptions:
+    """What ``image`` was asked (``args`` keeps every flag, plugin flags included) and where plugins
+    put their results for ``--json`` (``report``)."""
+
+    args: argparse.Namespace
+    quiet: bool = False
+    report: dict[str, Any] = field(default_factory=dict)
 
 
 def human_size(n: int) -> str:

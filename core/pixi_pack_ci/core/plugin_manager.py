@@ -25,7 +25,16 @@ from . import hookspecs
 if TYPE_CHECKING:
     from .errors import PixiPackError
     from .fetch_context import FetchContext
-    from .model import Artifact, PackOptions, PackPlan, PackResult, UnpackOptions, UnpackResult
+    from .model import (
+        Artifact,
+        ImageOptions,
+        ImageResult,
+        PackOptions,
+        PackPlan,
+        PackResult,
+        UnpackOptions,
+        UnpackResult,
+    )
 
 log = logging.getLogger("pixi_pack_ci")
 
@@ -113,6 +122,9 @@ class PluginManager(pluggy.PluginManager):
 
     def packs_written(self, packs: list[PackResult], options: PackOptions) -> None:
         self.hook.pixi_pack_ci_packs_written(packs=packs, options=options)
+
+    def images_written(self, images: list[ImageResult], options: ImageOptions) -> None:
+        self.hook.pixi_pack_ci_images_written(images=images, options=options)
 
     def before_unpack(self, pack: str, options: UnpackOptions) -> None:
         self.hook.pixi_pack_ci_before_unpack(pack=pack, options=options.args)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..model import PackOptions
+from ..model import ImageOptions, ImageResult, PackOptions
 from ..plugin_manager import PluginManager
 from . import environment as env_mod
 from .base import BaseImage, fetch_base_layers, layout_base, registry_base
@@ -34,7 +34,7 @@ from .layers import (
 )
 from .outputs import write_archive, write_layout
 from .refs import DEFAULT_PREFIX, ImageRef, LayoutRef, Output, oci_platform, parse_base, parse_output, parse_reference
-from .registry import Registry, new_client
+from .registry import Registry, new_client, push_referrer
 
 log = logging.getLogger("pixi_pack_ci")
 
@@ -161,10 +161,7 @@ class Builder:
                 )
             entrypoint = str(env_mod.write_entrypoint(root, request.prefix))
         env = env_mod.activation_env(
-            root,
-            request.prefix,
-            request.environment,
-            list((base.config.get("config") or {}).get("Env") or [])
+            root, request.prefix, request.environment, list((base.config.get("config") or {}).get("Env") or [])
         )
         layer_plan = self.plan_layers(root, source, len(base.layers))
         files = LayerFiles(root, request.prefix, epoch, started)
@@ -291,10 +288,37 @@ def run_image(args: argparse.Namespace, plugins: PluginManager) -> dict[str, Any
             top, blobs = builder.top(images)
             write_outputs(builder, images, top, blobs)
             pushed = [push(builder, images, top, ref) for ref in request.pushes]
-        return _report(request, images, top, pushed)
+            options = ImageOptions(args, quiet=args.quiet)
+            plugins.images_written([_result(builder, sources, top)], options)
+        return {**_report(request, images, top, pushed), **options.report}
     finally:
         builder.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _result(builder: Builder, sources: list[env_mod.EnvironmentSource], top: Descriptor) -> ImageResult:
+    """The image for plugins; ``attach`` pushes a referrer of it to every repository it went to."""
+    request = builder.request
+
+    def attach(artifact_type: str, data: bytes, annotations: dict[str, str]) -> list[str]:
+        subject = Descriptor(top.media_type, top.digest, top.size).to_json()
+        refs = dict.fromkeys(ImageRef(r.registry, r.repository) for r in request.pushes)
+        return [
+            f"{r.name}@{push_referrer(builder.registry(r), r.repository, subject, artifact_type, data, annotations)}"
+            for r in refs
+        ]
+
+    return ImageResult(
+        digest=top.digest,
+        media_type=top.media_type,
+        platforms=tuple(s.platform for s in sources),
+        names=tuple(dict.fromkeys(r.name for r in request.pushes)),
+        outputs=tuple(o.path for o in request.outputs),
+        packages=tuple(p for s in sources for p in s.packages),
+        lockfile=sources[0].lockfile if sources else None,
+        compression=request.compression.describe(),
+        attach=attach if request.pushes else None,
+    )
 
 
 def _sources(

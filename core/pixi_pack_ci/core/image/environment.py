@@ -24,7 +24,7 @@ from ..extract import load_records, pack_wheels, read_metadata, read_pack
 from ..fetch import FetchRun, fetch_artifacts
 from ..fetch_context import FetchContext
 from ..install import install_environment
-from ..model import PackOptions, PackPlan
+from ..model import PackOptions, PackPlan, artifact_summary
 from ..planning import plan_packs
 from ..plugin_manager import PluginManager
 from ..records import records_from_dicts
@@ -45,6 +45,9 @@ class EnvironmentSource:
     #: package file name → the URL ``conda-meta`` should name (the lockfile's, credentials removed;
     #: from a pack, its place in the pack).
     urls: dict[str, str] = field(default_factory=dict)
+    #: Every package, credential-free (name, version, URL, sha256), for provenance.
+    packages: list[dict[str, Any]] = field(default_factory=list)
+    lockfile: Path | None = None
 
     @property
     def record_dicts(self) -> list[dict[str, Any]]:
@@ -90,7 +93,8 @@ def _plan_source(plan: PackPlan, files: dict[str, Path]) -> EnvironmentSource:
         record.url = files[by_name[record.file_name].cache_key].as_uri()
     wheels = [files[w.cache_key] for w in plan.pypi]
     urls = {a.file_name: redact_url(a.url) for a in plan.conda}
-    return EnvironmentSource(plan.environment, plan.platform, records, wheels, urls)
+    packages = [artifact_summary(a) for a in plan.artifacts]
+    return EnvironmentSource(plan.environment, plan.platform, records, wheels, urls, packages, plan.lockfile)
 
 
 def from_pack(pack: str, work: Path) -> EnvironmentSource:
@@ -99,7 +103,19 @@ def from_pack(pack: str, work: Path) -> EnvironmentSource:
     metadata = read_metadata(extracted.root)
     records = load_records(extracted.root, extracted.digests)
     urls = {r.file_name: f"channel/{r.subdir}/{r.file_name}" for r in records}
-    return EnvironmentSource("", metadata.platform, records, pack_wheels(extracted.root), urls)
+    packages = [
+        {
+            "kind": "conda",
+            "name": r.name.normalized,
+            "version": str(r.version),
+            "build": r.build,
+            "file_name": r.file_name,
+            "url": urls[r.file_name],
+            "sha256": r.sha256.hex() if r.sha256 else None,
+        }
+        for r in records
+    ]
+    return EnvironmentSource("", metadata.platform, records, pack_wheels(extracted.root), urls, packages)
 
 
 def install(source: EnvironmentSource, work: Path, prefix: PurePosixPath) -> Path:

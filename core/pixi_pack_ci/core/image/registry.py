@@ -10,6 +10,8 @@ may set them), else Docker's ``config.json``; they are registered as secrets, so
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
 import json
 import logging
 import os
@@ -20,12 +22,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import httpx
 
 from .. import __version__
 from ..redact import SECRETS
+from .blobs import INDEX, MANIFEST, canonical_json
 from .errors import RegistryError
 
 log = logging.getLogger("pixi_pack_ci")
@@ -290,6 +293,91 @@ class Registry:
             what=f"take the manifest {reference}",
         )
         return str(response.headers.get("Docker-Content-Digest", ""))
+
+
+EMPTY = "application/vnd.oci.empty.v1+json"
+EMPTY_DATA = b"{}"
+
+
+def push_referrer(
+    registry: Registry,
+    repo: str,
+    subject: dict[str, object],
+    artifact_type: str,
+    data: bytes,
+    annotations: dict[str, str],
+) -> str:
+    """An OCI 1.1 referrer of ``subject`` holding ``data`` (one layer of ``artifact_type``, the
+    empty config), pushed by digest; without the referrers API (``OCI-Subject`` missing: GHCR,
+    Docker Hub, distribution 2.8) it is also listed in the ``sha256-<hex>`` fallback index, with
+    its artifactType and annotations, as the spec says. Returns its digest."""
+    empty_digest = "sha256:" + hashlib.sha256(EMPTY_DATA).hexdigest()
+    data_digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    for digest, blob in ((empty_digest, EMPTY_DATA), (data_digest, data)):
+        registry.push_blob(repo, digest, len(blob), partial(io.BytesIO, blob), None)
+    manifest = canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": EMPTY, "digest": empty_digest, "size": len(EMPTY_DATA)},
+            "layers": [{"mediaType": artifact_type, "digest": data_digest, "size": len(data)}],
+            "subject": subject,
+            "annotations": annotations,
+        }
+    )
+    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    response = registry.request(
+        "PUT",
+        f"/v2/{repo}/manifests/{digest}",
+        f"repository:{repo}:pull,push",
+        headers={"Content-Type": MANIFEST},
+        body=lambda: manifest,
+        ok=(200, 201),
+        what="take a referrer",
+    )
+    if not response.headers.get("OCI-Subject"):
+        _add_to_fallback_index(
+            registry,
+            repo,
+            str(subject["digest"]),
+            {
+                "mediaType": MANIFEST,
+                "digest": digest,
+                "size": len(manifest),
+                "artifactType": artifact_type,
+                "annotations": annotations,
+            },
+        )
+    return digest
+
+
+def _add_to_fallback_index(registry: Registry, repo: str, subject: str, entry: dict[str, object]) -> None:
+    tag = subject.replace(":", "-")
+    scope = f"repository:{repo}:pull,push"
+    found = registry.request(
+        "GET",
+        f"/v2/{repo}/manifests/{tag}",
+        scope,
+        headers={"Accept": INDEX},
+        ok=(200, 404),
+        what="give the referrers index",
+    )
+    index: dict[str, Any] = found.json() if found.status_code == 200 else {"schemaVersion": 2, "mediaType": INDEX}
+    manifests: list[dict[str, Any]] = list(index.get("manifests") or [])
+    if any(m.get("digest") == entry["digest"] for m in manifests):
+        return
+    index["manifests"] = [*manifests, entry]
+    data = canonical_json(index)
+    registry.request(
+        "PUT",
+        f"/v2/{repo}/manifests/{tag}",
+        scope,
+        headers={"Content-Type": INDEX},
+        body=lambda: data,
+        ok=(200, 201),
+        what="take the referrers index",
+    )
 
 
 def new_client() -> httpx.Client:

@@ -11,13 +11,24 @@ from pathlib import Path
 from typing import Any
 
 import pluggy
-from pixi_pack_ci.core import PackOptions, PackPlan, PackResult, UsageError, __version__, hookimpl, inspect_pack
+from pixi_pack_ci.core import (
+    ImageOptions,
+    ImageResult,
+    PackOptions,
+    PackPlan,
+    PackResult,
+    UsageError,
+    __version__,
+    hookimpl,
+    inspect_pack,
+)
 
 from . import hookspecs
 from .attest import SigningRequest, attest_files, bundle_path_for
 from .checksums import file_sha256, hashes_value, subjects_for, write_checksums
 from .errors import ProvenanceError
 from .generator import SourceRequirements, verify_generator_provenance
+from .images import sign_image
 from .keyed import PASSPHRASE_ENV, generate_key_pair
 from .model import SLSA_PROVENANCE_V1, Attestation, BuildDescription
 from .statement import local_build_description, lockfile_dependency, pack_inputs, package_dependencies
@@ -106,7 +117,7 @@ class ProvenancePlugin:
 
     @hookimpl
     def pixi_pack_ci_add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
-        if command == "pack":
+        if command in ("pack", "image"):
             group = parser.add_argument_group("provenance")
             group.add_argument(
                 "--attest",
@@ -126,6 +137,8 @@ class ProvenancePlugin:
                 metavar="FILE",
                 help=f"Sigstore ClientTrustConfig JSON of another instance (default ${TRUST_CONFIG_ENV} or production)",
             )
+            if command == "image":  # an image's digest is its checksum
+                return
             group.add_argument(
                 "--checksums",
                 action="store_true",
@@ -208,6 +221,20 @@ class ProvenancePlugin:
             files, signing, describe_build=self._describe_build, inputs=pack_inputs(options), dependencies=dependencies
         )
         self._finish(attestation, options.report, quiet=options.quiet)
+
+    @hookimpl(tryfirst=True)  # sign before CI plugins publish, as for packs
+    def pixi_pack_ci_images_written(self, images: list[ImageResult], options: ImageOptions) -> None:
+        signing = self._signing_request(options.args)
+        if signing is None:
+            return
+        signed = [sign_image(image, signing, self._describe_build) for image in images]
+        options.report["attestation"] = [a.to_json() for a in signed]
+        if not options.quiet:
+            for a in signed:
+                how = f"keyless as {a.signer}" if a.keyless else f"with key {a.signer[:16]}"
+                _say(f"🔏 Signed image {a.digest} {how}")
+                for line in [*(f"   bundle: {p}" for p in a.bundle_paths), *(f"   referrer: {r}" for r in a.referrers)]:
+                    _say(line)
 
     @hookimpl
     def pixi_pack_ci_before_unpack(self, pack: str, options: argparse.Namespace) -> None:
