@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import rattler
 from conftest import Project, assert_clean_error, run_cli
-from image_support import TokenServer, busybox_base, docker_registry, image_specs, need, run_image
+from image_support import FaultyProxy, TokenServer, busybox_base, docker_registry, image_specs, need, run_image
 from signing import Sigstore, github_env
 from support import ChannelServer, build_channel, channel_records, write_lockfile
 
@@ -412,3 +412,32 @@ def test_keyless_image_attestation_passes_gh_bundle_from_oci(
         assert accepted.returncode == 0, accepted.stdout + accepted.stderr
         assert gh(f"{ref}:v1", "acme/other").returncode != 0
         assert gh(f"{ref}@{other['digest']}", "acme/pixi-app").returncode != 0
+
+
+def test_push_retries_resets_and_5xx_and_fails_cleanly(image_channel: ImageChannel, tmp_path: Path) -> None:
+    """A reset mid-upload and 5xx answers are retried (the same image arrives); a 404 or 403 is
+    one line, and the tag was never written."""
+    need("skopeo")
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0")
+    with docker_registry(tmp_path / "registry") as registry:
+        proxy = FaultyProxy(registry.host)
+        try:
+            proxy.faults = {
+                "PUT /blobs/uploads/": ["reset", "503"],
+                "PUT /manifests/": ["500"],
+                "HEAD /blobs/": ["502"],
+            }
+            ref = f"{proxy.host}/acme/app"
+            result = image_json(project, "--base", "scratch", "--push", f"{ref}:v1")
+            assert not any(proxy.faults.values())  # every fault was served, and survived
+            tag = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{registry.host}/acme/app:v1"],
+                                 capture_output=True, text=True, check=True)  # fmt: skip
+            assert json.loads(tag.stdout)["Digest"] == result["digest"]
+            for status in ("404", "403"):
+                proxy.faults = {"POST /blobs/uploads/": [status] * 20}
+                failed = run_cli("image", project, "--base", "scratch", "--label", f"s={status}", "--push", f"{ref}:v2")
+                line = assert_clean_error(failed)
+                assert f"{proxy.host} refused to start an upload to acme/app: {status}" in line, line
+                assert "PUT /v2/acme/app/manifests/v2" not in proxy.seen
+        finally:
+            proxy.stop()
