@@ -7,6 +7,7 @@ import base64
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 import urllib.request
@@ -441,3 +442,20 @@ def test_push_retries_resets_and_5xx_and_fails_cleanly(image_channel: ImageChann
                 assert "PUT /v2/acme/app/manifests/v2" not in proxy.seen
         finally:
             proxy.stop()
+
+
+def test_demo_builds_an_image(tmp_path: Path) -> None:
+    """examples/demo/run.sh's image step, on a copy of the demo: a layout skopeo reads."""
+    need("skopeo")
+    demo = Path(__file__).resolve().parent.parent / "examples" / "demo"
+    step = next(line for line in (demo / "run.sh").read_text().splitlines() if '" image "' in line)
+    assert "--base scratch" in step and "-p linux-64" in step
+    copy = tmp_path / "demo"
+    copy.mkdir()
+    for name in ("pixi.toml", "pixi.lock", "channel"):
+        (shutil.copytree if (demo / name).is_dir() else shutil.copy)(demo / name, copy / name)
+    out = tmp_path / "image"
+    proc = run_cli("image", copy, "-p", "linux-64", "--base", "scratch", "--output", f"oci-layout:{out}", check=True)
+    digest = proc.stdout.decode().strip().rsplit("@", 1)[1]
+    inspected = subprocess.run(["skopeo", "inspect", f"oci:{out}:latest"], capture_output=True, text=True, check=True)
+    assert json.loads(inspected.stdout)["Digest"] == digest

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up pixi-pack-ci in a venv, pack this demo from its pixi.lock, unpack it, and run it. Offline.
+# Set up pixi-pack-ci in a venv, pack this demo from its pixi.lock, unpack it, and run it; then build
+# the same lockfile into an OCI image (no daemon) and print its digest. Offline.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -14,3 +15,6 @@ rm -rf "$out"
 "$venv/bin/pixi-pack-ci" inspect "$out/environment.tar"
 "$venv/bin/pixi-pack-ci" unpack "$out/environment.tar" -o "$out/deploy"
 env -i HOME="$HOME" PATH=/usr/bin:/bin bash -c "source '$out/deploy/activate.sh' && demo-hello"
+# An OCI image of the same lockfile, into a layout folder (copy it anywhere with skopeo); prints
+# oci-layout:<folder>@sha256:<digest>, the same digest on every machine.
+"$venv/bin/pixi-pack-ci" image "$here" -p linux-64 --use-cache "$out/cache" --base scratch --output "oci-layout:$out/image"
