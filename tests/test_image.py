@@ -4,6 +4,7 @@ umoci, runc, Debian's docker-registry), reproducible, pushed, one line per bad i
 from __future__ import annotations
 
 import base64
+import datetime
 import gzip
 import json
 import os
@@ -459,3 +460,54 @@ def test_demo_builds_an_image(tmp_path: Path) -> None:
     digest = proc.stdout.decode().strip().rsplit("@", 1)[1]
     inspected = subprocess.run(["skopeo", "inspect", f"oci:{out}:latest"], capture_output=True, text=True, check=True)
     assert json.loads(inspected.stdout)["Digest"] == digest
+
+
+def test_a_newer_package_leaves_the_other_layers_alone(image_channel: ImageChannel, tmp_path: Path) -> None:
+    """Each package layer carries its own package's time, not the image's: adding a package built
+    later than all others (the image's time moves) changes no other package's layer."""
+    older = image_channel.project(tmp_path / "a", "greeter", "libdata=1.0")
+    newer_dir = tmp_path / "b"
+    newer_dir.mkdir()
+    (newer_dir / "pixi.toml").write_text((older / "pixi.toml").read_text())
+    records = image_channel.pick("greeter", "libdata=1.0", "other")
+    records[-1].timestamp = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+    write_lockfile(newer_dir / "pixi.lock", {"default": {"linux-64": records}}, image_channel.server.url)
+    common = ("--base", "scratch", "--layers", "per-package")
+    a = image_json(older, *common, "--output", f"oci-layout:{tmp_path / 'ia'}")["images"][0]["layers"]
+    b = image_json(newer_dir, *common, "--output", f"oci-layout:{tmp_path / 'ib'}")["images"][0]["layers"]
+    by_contents = {x["contents"]: x["digest"] for x in b}
+    assert {x["contents"]: x["digest"] for x in a if x["contents"] in ("greeter", "libdata")} == {
+        "greeter": by_contents["greeter"], "libdata": by_contents["libdata"],
+    }  # fmt: skip
+    config = json.loads((tmp_path / "ib" / "index.json").read_text())
+    assert (
+        config["manifests"][0]["digest"]
+        != json.loads((tmp_path / "ia" / "index.json").read_text())["manifests"][0]["digest"]
+    )
+
+
+def test_a_plugin_can_change_the_layers(image_channel: ImageChannel, tmp_path: Path) -> None:
+    """pixi_pack_ci_image_layers: a plugin merging every package layer into one; one that loses a
+    path is refused in one line."""
+    plugin_dir = tmp_path / "site"
+    info = plugin_dir / "merge_layers-0.1.dist-info"  # an installed plugin: its entry point
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: merge-layers\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[pixi_pack_ci]\nmerge-layers = merge_layers\n")
+    (plugin_dir / "merge_layers.py").write_text(
+        "import os\nfrom pixi_pack_ci.core import hookimpl\n\n"
+        "@hookimpl\ndef pixi_pack_ci_image_layers(layers, platform, options):\n"
+        "    if os.environ.get('LOSE_A_PATH'):\n        layers[0].paths.pop()\n        return\n"
+        "    merged = [p for layer in layers[:-1] for p in layer.paths]\n"
+        "    layers[:-1] = [type(layers[0])(sorted(merged), 'all packages', max(x.time for x in layers[:-1]))]\n"
+    )
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0", "envvars")
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(plugin_dir), os.environ.get("PYTHONPATH", "")) if p)}
+    result = image_json(project, "--base", "scratch", "--layers", "per-package", "--output",
+                        f"oci-layout:{tmp_path / 'img'}", env=env)  # fmt: skip
+    assert [x["contents"] for x in result["images"][0]["layers"]] == [
+        "all packages", "environment files of no single package"
+    ]  # fmt: skip
+    lost = run_cli("image", project, "--base", "scratch", "--output", f"oci-layout:{tmp_path / 'x'}",
+                   env={**env, "LOSE_A_PATH": "1"})  # fmt: skip
+    assert "lost or repeated paths" in assert_clean_error(lost)

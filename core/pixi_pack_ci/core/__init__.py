@@ -25,6 +25,7 @@ from .fetch_context import Digests, FetchContext
 from .hookspecs import hookimpl, hookspec
 from .model import (
     CondaArtifact,
+    ImageLayer,
     ImageOptions,
     ImageResult,
     PackOptions,
@@ -63,6 +64,7 @@ __all__ = [
     "Digests",
     "DownloadError",
     "FetchContext",
+    "ImageLayer",
     "ImageOptions",
     "ImageResult",
     "PackOptions",

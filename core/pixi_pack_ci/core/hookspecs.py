@@ -18,7 +18,7 @@ import pluggy
 if TYPE_CHECKING:
     from .errors import PixiPackError
     from .fetch_context import FetchContext
-    from .model import Artifact, ImageOptions, ImageResult, PackOptions, PackPlan, PackResult, UnpackResult
+    from .model import Artifact, ImageLayer, ImageOptions, ImageResult, PackOptions, PackPlan, PackResult, UnpackResult
 
 PROJECT_NAME = "pixi_pack_ci"
 
@@ -100,6 +100,14 @@ def pixi_pack_ci_packs_written(packs: list[PackResult], options: PackOptions) ->
     plugins publish outputs here; the provenance plugin signs. Return value is ignored; raise
     ``PixiPackError`` to fail the run (the packs stay on disk).
     """
+
+
+@hookspec
+def pixi_pack_ci_image_layers(layers: list[ImageLayer], platform: str, options: ImageOptions) -> None:
+    """Called per platform of ``image`` once the environment is installed and split into layers
+    (``--layers``), before any layer is written; change ``layers`` in place (merge, split,
+    reorder). The top layer (files of no single package) is the last. Every path must stay in
+    exactly one layer, and the image within 100 layers, or the run stops."""
 
 
 @hookspec

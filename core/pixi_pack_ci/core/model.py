@@ -306,6 +306,18 @@ class ImageResult:
 
 
 @dataclass
+class ImageLayer:
+    """One environment layer of an image, as ``pixi_pack_ci_image_layers`` sees it: the paths in
+    it (relative to the prefix), what it holds (the config's history says it) and the time of its
+    folders, links and newest files (seconds). Plugins may merge, split or reorder layers; every
+    path must stay in exactly one."""
+
+    paths: list[str]
+    comment: str
+    time: int
+
+
+@dataclass
 class ImageOptions:
     """What ``image`` was asked (``args`` keeps every flag, plugin flags included) and where plugins
     put their results for ``--json`` (``report``)."""

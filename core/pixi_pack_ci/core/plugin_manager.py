@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .fetch_context import FetchContext
     from .model import (
         Artifact,
+        ImageLayer,
         ImageOptions,
         ImageResult,
         PackOptions,
@@ -122,6 +123,9 @@ class PluginManager(pluggy.PluginManager):
 
     def packs_written(self, packs: list[PackResult], options: PackOptions) -> None:
         self.hook.pixi_pack_ci_packs_written(packs=packs, options=options)
+
+    def image_layers(self, layers: list[ImageLayer], platform: str, options: ImageOptions) -> None:
+        self.hook.pixi_pack_ci_image_layers(layers=layers, platform=platform, options=options)
 
     def images_written(self, images: list[ImageResult], options: ImageOptions) -> None:
         self.hook.pixi_pack_ci_images_written(images=images, options=options)

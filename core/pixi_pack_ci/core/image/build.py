@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..model import ImageOptions, ImageResult, PackOptions
+from ..model import ImageLayer, ImageOptions, ImageResult, PackOptions
 from ..plugin_manager import PluginManager
 from . import environment as env_mod
 from .base import BaseImage, fetch_base_layers, layout_base, registry_base
@@ -125,8 +125,10 @@ class BuiltImage:
 class Builder:
     """One run: the blob store, the registries it talks to, the images built."""
 
-    def __init__(self, request: ImageRequest, work: Path) -> None:
+    def __init__(self, request: ImageRequest, work: Path, plugins: PluginManager, options: ImageOptions) -> None:
         self.request = request
+        self.plugins = plugins
+        self.options = options
         self.work = work
         self.store = BlobStore(work / "store")
         self.client = new_client()
@@ -163,7 +165,7 @@ class Builder:
         env = env_mod.activation_env(
             root, request.prefix, request.environment, list((base.config.get("config") or {}).get("Env") or [])
         )
-        layer_plan = self.plan_layers(root, source, len(base.layers))
+        layer_plan = self.plan_layers(root, source, len(base.layers), epoch)
         files = LayerFiles(root, request.prefix, epoch, started)
         blobs = write_layers(files, layer_plan, self.store, request.compression)
         created = timestamp(epoch)
@@ -180,19 +182,34 @@ class Builder:
         return BuiltImage(source.platform, manifest, config_desc, layers, base, contents)
 
     def plan_layers(
-        self, root: Path, source: env_mod.EnvironmentSource, base_layers: int
-    ) -> list[tuple[list[str], str]]:
-        """``(paths, what they are)`` per layer: package layers, then the top layer."""
+        self, root: Path, source: env_mod.EnvironmentSource, base_layers: int, epoch: int
+    ) -> list[ImageLayer]:
+        """Package layers (each at its newest package's time, never after ``epoch``), then the
+        top layer (at ``epoch``); then the plugins' say (``pixi_pack_ci_image_layers``)."""
         units = find_units(root, source.record_dicts)
         top = assign(root, units)
         groups = [g for g in group(units, self.request.layers, self.request.max_layers) if g]
         if self.request.layers == "single" or self.request.max_layers < 2:
             merged = sorted({p for g in groups for u in g for p in u.paths} | set(top))
-            plan = [(merged, "environment")]
+            plan = [ImageLayer(merged, "environment", epoch)]
         else:
-            plan = [(sorted(p for u in g for p in u.paths), ", ".join(u.name for u in g)) for g in groups]
+            plan = [
+                ImageLayer(
+                    sorted(p for u in g for p in u.paths),
+                    ", ".join(u.name for u in g),
+                    min(epoch, max(u.timestamp for u in g)),
+                )
+                for g in groups
+            ]
             if top:
-                plan.append((top, "environment files of no single package"))
+                plan.append(ImageLayer(top, "environment files of no single package", epoch))
+        every = sorted(p for layer in plan for p in layer.paths)
+        self.plugins.image_layers(plan, source.platform, self.options)
+        plan = [layer for layer in plan if layer.paths]
+        if sorted(p for layer in plan for p in layer.paths) != every:
+            raise ImageError(
+                "a plugin's layering lost or repeated paths of the environment; every path must be in one layer"
+            )
         if base_layers + len(plan) > MAX_TOTAL_LAYERS:
             raise ImageError(
                 f"the image would have {base_layers + len(plan)} layers ({base_layers} from the base), more than "
@@ -280,7 +297,8 @@ def run_image(args: argparse.Namespace, plugins: PluginManager) -> dict[str, Any
             if name.startswith(("win-", "osx-")):
                 oci_platform(name)
     work = Path(tempfile.mkdtemp(prefix="pixi-pack-ci-image."))
-    builder = Builder(request, work)
+    options = ImageOptions(args, quiet=args.quiet)
+    builder = Builder(request, work, plugins, options)
     try:
         with ExitStack() as stack:
             sources = _sources(args, request, plugins, work, stack)
@@ -288,7 +306,6 @@ def run_image(args: argparse.Namespace, plugins: PluginManager) -> dict[str, Any
             top, blobs = builder.top(images)
             write_outputs(builder, images, top, blobs)
             pushed = [push(builder, images, top, ref) for ref in request.pushes]
-            options = ImageOptions(args, quiet=args.quiet)
             plugins.images_written([_result(builder, sources, top)], options)
         return {**_report(request, images, top, pushed), **options.report}
     finally:

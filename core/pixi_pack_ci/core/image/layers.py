@@ -18,10 +18,11 @@ import stat
 import tarfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
+from ..model import ImageLayer
 from .blobs import LAYER, BlobStore, Descriptor, HashingWriter
 from .errors import ImageError, ImageUsageError
 
@@ -42,6 +43,8 @@ class Unit:
     size: int = 0
     #: How many packages depend on it, directly or not.
     popularity: int = 0
+    #: Its build time (seconds; 0 when unknown): its layer's folder and link times.
+    timestamp: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,10 @@ def find_units(root: Path, records: list[dict[str, Any]]) -> list[Unit]:
         data = json.loads(meta.read_text(encoding="utf-8"))
         name = str(data.get("name") or meta.stem)
         files = [str(f) for f in data.get("files") or ()]
-        units.append(Unit(name, [*files, f"conda-meta/{meta.name}"], popularity=popularity.get(name, 0)))
+        stamp = int(data.get("timestamp") or 0)
+        stamp = stamp // 1000 if stamp > 10**11 else stamp  # repodata has milliseconds
+        paths = [*files, f"conda-meta/{meta.name}"]
+        units.append(Unit(name, paths, popularity=popularity.get(name, 0), timestamp=stamp))
     for record in sorted(root.glob("lib/python*/site-packages/*.dist-info/RECORD")):
         units.append(Unit("pypi:" + record.parent.name.split("-")[0].lower(), _wheel_paths(root, record.parent)))
     return units
@@ -202,7 +208,7 @@ class LayerFiles:
 
     root: Path
     prefix: PurePosixPath
-    #: The image's time: folders and links get it; no file is newer.
+    #: The layer's time: folders and links get it; no file is newer.
     epoch: int
     #: Files changed at or after this time were written by the install itself and get ``epoch``.
     build_start: float
@@ -279,9 +285,14 @@ def _compressor(out: HashingWriter, compression: Compression) -> tuple[Callable[
 
 
 def write_layers(
-    files: LayerFiles, layers: list[tuple[list[str], str]], store: BlobStore, compression: Compression
+    files: LayerFiles, layers: list[ImageLayer], store: BlobStore, compression: Compression
 ) -> list[LayerBlob]:
-    """Write every layer, a few at a time (zlib and file reads release the GIL), in order."""
+    """Write every layer, a few at a time (zlib and file reads release the GIL), in order. Each
+    layer's times are its own (``layer.time``), so a package's layer does not change when another
+    package, newer than it, joins the image."""
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="layer") as pool:
-        futures = [pool.submit(write_layer, files, paths, store, compression, comment) for paths, comment in layers]
+        futures = [
+            pool.submit(write_layer, replace(files, epoch=layer.time), layer.paths, store, compression, layer.comment)
+            for layer in layers
+        ]
         return [f.result() for f in futures]
