@@ -8,9 +8,9 @@ All three install from one package index on 127.0.0.1 holding the lock's wheels 
 (tests/lock_index.py; PyPI is used once to fill .cache/action-wheelhouse), with every proxy
 variable pointing at a closed port so nothing else is reachable, and empty uv and pip caches:
 
-* cold: ``install.py install`` of the committed tree (``git archive HEAD``) into a new venv, as the action's install step runs it on a cache
-  miss (fetch the locked uv, sync requirements/action.txt, build and install the action's wheel,
-  run ``pixi-pack-ci --version``);
+* cold: ``install.py install`` of the committed tree (``git archive HEAD``) into a new venv, as the
+  action's install step runs it on a cache miss (fetch the locked uv, sync requirements/action.txt,
+  build and install the action's wheel, run ``pixi-pack-ci --version``);
 * warm: the venv of a cold run archived and extracted again, as actions/cache saves and restores it
   (tar, with zstd when installed, as actions/cache does), then what the action runs on a hit (the
   package-cache-key step, which starts the CLI; timed here as ``pixi-pack-ci --version``); the
