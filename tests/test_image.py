@@ -224,6 +224,8 @@ def test_several_platforms_give_an_index(image_channel: ImageChannel, tmp_path: 
         (("--base", "oci-layout:/nonexistent/layout"), "not an OCI layout"),
         (("--base", "scratch", "--prefix", "relative/env"), "--prefix"),
         (("--base", "scratch", "--activation", "script"), "needs a shell"),
+        (("--base", "scratch", "--add", "/nonexistent/app:/srv/app"), "does not exist"),
+        (("--base", "scratch", "--add", "relative"), "SRC:DEST"),
     ],
 )
 def test_bad_input_is_one_line_and_no_output(
@@ -511,3 +513,40 @@ def test_a_plugin_can_change_the_layers(image_channel: ImageChannel, tmp_path: P
     lost = run_cli("image", project, "--base", "scratch", "--output", f"oci-layout:{tmp_path / 'x'}",
                    env={**env, "LOSE_A_PATH": "1"})  # fmt: skip
     assert "lost or repeated paths" in assert_clean_error(lost)
+
+
+def test_add_puts_files_in_a_layer_of_their_own(image_channel: ImageChannel, base_layout: Path, tmp_path: Path) -> None:
+    """--add SRC:DEST: a folder (links kept) and a single file, after the environment's layers;
+    their times and modes come from the image, not this machine, so touching them changes nothing."""
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0")
+    app = tmp_path / "app"
+    (app / "data").mkdir(parents=True)
+    (app / "run.sh").write_text('#!/bin/sh\necho "app sees $(cat /srv/app/data/msg.txt)"\nexec greet\n')
+    (app / "run.sh").chmod(0o775)
+    (app / "data" / "msg.txt").write_text("hello app\n")
+    os.symlink("data/msg.txt", app / "msg")
+    (tmp_path / "settings.toml").write_text("debug = false\n")
+    args = ("--base", f"oci-layout:{base_layout}:1", "--add", f"{app}:/srv/app",
+            "--add", f"{tmp_path / 'settings.toml'}:/etc/app/", "--entrypoint", "/srv/app/run.sh")  # fmt: skip
+    first = image_json(project, *args, "--output", f"oci-layout:{tmp_path / 'img'}")
+    layers = first["images"][0]["layers"]
+    assert [x["contents"] for x in layers[-2:]] == ["files at /srv/app", "files at /etc/app/settings.toml"]
+    with tarfile.open(tmp_path / "img" / "blobs" / "sha256" / layers[-2]["digest"].split(":")[1]) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert sorted(members) == [
+        "srv",
+        "srv/app",
+        "srv/app/data",
+        "srv/app/data/msg.txt",
+        "srv/app/msg",
+        "srv/app/run.sh",
+    ]
+    assert members["srv/app/msg"].issym() and members["srv/app/msg"].linkname == "data/msg.txt"
+    assert members["srv/app/run.sh"].mode == 0o755 and members["srv/app/data/msg.txt"].mode == 0o644
+    ran = run_image(tmp_path / "img", "latest", tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert "app sees hello app" in ran.stdout and "hello from greeter" in ran.stdout
+    os.utime(app / "run.sh", (1, 1))
+    (app / "data" / "msg.txt").chmod(0o600)
+    again = image_json(project, *args, "--output", f"oci-layout:{tmp_path / 'img2'}")
+    assert again["digest"] == first["digest"]

@@ -18,6 +18,7 @@ from typing import Any
 from ..model import ImageLayer, ImageOptions, ImageResult, PackOptions
 from ..plugin_manager import PluginManager
 from . import environment as env_mod
+from .additions import Addition, addition_files, parse_add
 from .base import BaseImage, fetch_base_layers, layout_base, registry_base
 from .blobs import INDEX, MANIFEST, BlobStore, Descriptor
 from .errors import ImageError, ImageUsageError
@@ -30,6 +31,7 @@ from .layers import (
     find_units,
     group,
     parse_compression,
+    write_layer,
     write_layers,
 )
 from .outputs import write_archive, write_layout
@@ -54,6 +56,7 @@ class ImageRequest:
     settings: ConfigSettings
     outputs: list[Output] = field(default_factory=list)
     pushes: list[ImageRef] = field(default_factory=list)
+    additions: list[Addition] = field(default_factory=list)
 
 
 def parse_request(args: argparse.Namespace) -> ImageRequest:
@@ -94,6 +97,7 @@ def parse_request(args: argparse.Namespace) -> ImageRequest:
         settings,
         [parse_output(o) for o in args.output or []],
         pushes,
+        [parse_add(a) for a in args.add or []],
     )
 
 
@@ -165,9 +169,12 @@ class Builder:
         env = env_mod.activation_env(
             root, request.prefix, request.environment, list((base.config.get("config") or {}).get("Env") or [])
         )
-        layer_plan = self.plan_layers(root, source, len(base.layers), epoch)
+        layer_plan = self.plan_layers(root, source, len(base.layers) + len(request.additions), epoch)
         files = LayerFiles(root, request.prefix, epoch, started)
         blobs = write_layers(files, layer_plan, self.store, request.compression)
+        for addition in request.additions:  # after the environment: what changes most comes last
+            added, paths = addition_files(addition, self.work / f"install-{index}", epoch)
+            blobs.append(write_layer(added, paths, self.store, request.compression, f"files at {addition.dest}"))
         created = timestamp(epoch)
         history = [{"created": created, "created_by": "pixi-pack-ci image", "comment": b.comment} for b in blobs]
         config = make_config(

@@ -50,6 +50,12 @@ def add_image_parser(sub: Any, pm: PluginManager, add_common: Any) -> None:
     p.add_argument("--cmd", metavar="CMD", help="command: JSON array or shell words")
     p.add_argument("--workdir", metavar="DIR", help="working folder")
     p.add_argument("--user", metavar="UID[:GID]", help="user the image runs as")
+    p.add_argument(
+        "--add",
+        action="append",
+        metavar="SRC:DEST",
+        help="files or a folder of this machine at DEST, in a layer after the environment's (repeatable)",
+    )
     p.add_argument("--env", action="append", metavar="K=V", help="environment variable (repeatable)")
     p.add_argument("--label", action="append", metavar="K=V", help="config label (repeatable)")
     p.add_argument("--annotation", action="append", metavar="K=V", help="manifest annotation (repeatable)")

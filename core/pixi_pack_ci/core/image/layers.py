@@ -132,7 +132,7 @@ def assign(root: Path, units: list[Unit]) -> list[str]:
     for unit in units:
         for path in dict.fromkeys(unit.paths):
             owners[path] = owners.get(path, 0) + 1
-    every = _walk(root)
+    every = walk(root)
     for unit in units:
         unit.paths = sorted(p for p in dict.fromkeys(unit.paths) if owners[p] == 1 and p in every)
         unit.size = sum(every[p] for p in unit.paths)
@@ -140,7 +140,7 @@ def assign(root: Path, units: list[Unit]) -> list[str]:
     return sorted(p for p in every if p not in owned)
 
 
-def _walk(root: Path) -> dict[str, int]:
+def walk(root: Path) -> dict[str, int]:
     """Every file, link and empty folder below ``root`` (relative path → size)."""
     found: dict[str, int] = {}
     for folder, dirs, files in os.walk(root):
@@ -241,7 +241,7 @@ class LayerFiles:
             info.type, info.mode, info.linkname = tarfile.SYMTYPE, 0o777, os.readlink(source)
             return info, None
         if not stat.S_ISREG(st.st_mode):
-            raise ImageError(f"the environment has a special file {rel}; images hold files, folders and links")
+            raise ImageError(f"{source.name} is a special file; images hold files, folders and links")
         info.mode = 0o755 if st.st_mode & 0o111 else 0o644
         info.size = st.st_size
         if st.st_mtime < self.build_start:
