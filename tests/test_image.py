@@ -550,3 +550,45 @@ def test_add_puts_files_in_a_layer_of_their_own(image_channel: ImageChannel, bas
     (app / "data" / "msg.txt").chmod(0o600)
     again = image_json(project, *args, "--output", f"oci-layout:{tmp_path / 'img2'}")
     assert again["digest"] == first["digest"]
+
+
+def test_layer_cache_skips_unchanged_layers_and_trusts_only_its_own(
+    image_channel: ImageChannel, tmp_path: Path
+) -> None:
+    """With --use-cache, a rebuild takes every package layer from the cache (the same bytes); one
+    changed package writes one layer; a cache entry changed behind our back, or a record without
+    this user's MAC, is written afresh."""
+    common = ("--base", "scratch", "--layers", "per-package", "--use-cache", str(tmp_path / "cache"))
+    p1 = image_channel.project(tmp_path / "p1", "greeter", "libdata=1.0", "envvars")
+    first = image_json(p1, *common, "--output", f"oci-layout:{tmp_path / 'a'}")
+    assert not any(x["cached"] for x in first["images"][0]["layers"])
+    again = image_json(p1, *common, "--output", f"oci-layout:{tmp_path / 'b'}")
+    assert again["digest"] == first["digest"]
+    cached = {x["contents"]: x["cached"] for x in again["images"][0]["layers"]}
+    assert cached == {
+        "greeter": True,
+        "libdata": True,
+        "envvars": True,
+        "environment files of no single package": False,
+    }
+    p2 = image_channel.project(tmp_path / "p2", "greeter", "libdata=1.1", "envvars")
+    bumped = image_json(p2, *common, "--output", f"oci-layout:{tmp_path / 'c'}")
+    assert [x["contents"] for x in bumped["images"][0]["layers"] if not x["cached"]] == [
+        "libdata", "environment files of no single package"
+    ]  # fmt: skip
+    blobs = tmp_path / "cache" / "image-layers" / "blobs"
+    for blob in blobs.iterdir():
+        data = blob.read_bytes()
+        blob.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # every cached layer damaged
+    records = tmp_path / "cache" / "image-layers" / "records"
+    tampered = image_json(p1, *common, "--output", f"oci-layout:{tmp_path / 'd'}")
+    assert tampered["digest"] == first["digest"]
+    assert not any(x["cached"] for x in tampered["images"][0]["layers"])
+    for record in records.iterdir():
+        data = json.loads(record.read_text())
+        record.write_text(json.dumps({**data, "mac": "0" * 64}))
+    forged = image_json(p1, *common, "--output", f"oci-layout:{tmp_path / 'e'}")
+    assert forged["digest"] == first["digest"]
+    assert not any(x["cached"] for x in forged["images"][0]["layers"])
+    healed = image_json(p1, *common, "--output", f"oci-layout:{tmp_path / 'f'}")  # the entries written afresh
+    assert sum(x["cached"] for x in healed["images"][0]["layers"]) == 3

@@ -23,6 +23,7 @@ from .base import BaseImage, fetch_base_layers, layout_base, registry_base
 from .blobs import INDEX, MANIFEST, BlobStore, Descriptor
 from .errors import ImageError, ImageUsageError
 from .imageconfig import ConfigSettings, make_config, make_manifest, parse_command, parse_pairs, timestamp
+from .layercache import LayerCache
 from .layers import (
     MAX_TOTAL_LAYERS,
     Compression,
@@ -57,6 +58,8 @@ class ImageRequest:
     outputs: list[Output] = field(default_factory=list)
     pushes: list[ImageRef] = field(default_factory=list)
     additions: list[Addition] = field(default_factory=list)
+    #: ``--use-cache``: packages, and the layers made of them.
+    cache_dir: Path | None = None
 
 
 def parse_request(args: argparse.Namespace) -> ImageRequest:
@@ -98,6 +101,7 @@ def parse_request(args: argparse.Namespace) -> ImageRequest:
         [parse_output(o) for o in args.output or []],
         pushes,
         [parse_add(a) for a in args.add or []],
+        args.use_cache,
     )
 
 
@@ -137,6 +141,8 @@ class Builder:
         self.store = BlobStore(work / "store")
         self.client = new_client()
         self.registries: dict[str, Registry] = {}
+        #: Layers taken from the layer cache, for the output.
+        self.cached: set[str] = set()
 
     def registry(self, ref: ImageRef) -> Registry:
         if ref.registry not in self.registries:
@@ -169,9 +175,12 @@ class Builder:
         env = env_mod.activation_env(
             root, request.prefix, request.environment, list((base.config.get("config") or {}).get("Env") or [])
         )
-        layer_plan = self.plan_layers(root, source, len(base.layers) + len(request.additions), epoch)
+        layer_plan, top = self.plan_layers(root, source, len(base.layers) + len(request.additions), epoch)
         files = LayerFiles(root, request.prefix, epoch, started)
-        blobs = write_layers(files, layer_plan, self.store, request.compression)
+        cache = LayerCache(request.cache_dir, request.compression) if request.cache_dir is not None else None
+        blobs = write_layers(
+            files, layer_plan, self.store, request.compression, cache, lambda layer: top.isdisjoint(layer.paths)
+        )
         for addition in request.additions:  # after the environment: what changes most comes last
             added, paths = addition_files(addition, self.work / f"install-{index}", epoch)
             blobs.append(write_layer(added, paths, self.store, request.compression, f"files at {addition.dest}"))
@@ -186,13 +195,15 @@ class Builder:
         manifest = self.store.put_json(make_manifest(config_desc, layers, annotations), MANIFEST, platform=platform)
         shutil.rmtree(self.work / f"install-{index}", ignore_errors=True)
         contents = {b.descriptor.digest: b.comment for b in blobs}
+        self.cached.update(b.descriptor.digest for b in blobs if b.cached)
         return BuiltImage(source.platform, manifest, config_desc, layers, base, contents)
 
     def plan_layers(
         self, root: Path, source: env_mod.EnvironmentSource, base_layers: int, epoch: int
-    ) -> list[ImageLayer]:
+    ) -> tuple[list[ImageLayer], set[str]]:
         """Package layers (each at its newest package's time, never after ``epoch``), then the
-        top layer (at ``epoch``); then the plugins' say (``pixi_pack_ci_image_layers``)."""
+        top layer (at ``epoch``); then the plugins' say (``pixi_pack_ci_image_layers``). Also
+        the paths of no single package (layers holding any are never cached)."""
         units = find_units(root, source.record_dicts)
         top = assign(root, units)
         groups = [g for g in group(units, self.request.layers, self.request.max_layers) if g]
@@ -222,7 +233,7 @@ class Builder:
                 f"the image would have {base_layers + len(plan)} layers ({base_layers} from the base), more than "
                 f"{MAX_TOTAL_LAYERS}; lower --max-layers"
             )
-        return plan
+        return plan, set(top)
 
     def top(self, images: list[BuiltImage]) -> tuple[Descriptor, list[str]]:
         """The manifest of a single image, else an index of them; and every blob to write."""
@@ -314,7 +325,7 @@ def run_image(args: argparse.Namespace, plugins: PluginManager) -> dict[str, Any
             write_outputs(builder, images, top, blobs)
             pushed = [push(builder, images, top, ref) for ref in request.pushes]
             plugins.images_written([_result(builder, sources, top)], options)
-        return {**_report(request, images, top, pushed), **options.report}
+        return {**_report(request, images, top, pushed, builder.cached), **options.report}
     finally:
         builder.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -375,7 +386,7 @@ def _sources(
 
 
 def _report(
-    request: ImageRequest, images: list[BuiltImage], top: Descriptor, pushed: list[dict[str, Any]]
+    request: ImageRequest, images: list[BuiltImage], top: Descriptor, pushed: list[dict[str, Any]], cached: set[str]
 ) -> dict[str, Any]:
     return {
         "digest": top.digest,
@@ -386,7 +397,13 @@ def _report(
                 "digest": i.manifest.digest,
                 "config_digest": i.config.digest,
                 "layers": [
-                    {"digest": d.digest, "size": d.size, "contents": i.contents.get(d.digest, "base")} for d in i.layers
+                    {
+                        "digest": d.digest,
+                        "size": d.size,
+                        "contents": i.contents.get(d.digest, "base"),
+                        "cached": d.digest in cached,
+                    }
+                    for d in i.layers
                 ],
             }
             for i in images

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from ..model import ImageLayer
 from .blobs import LAYER, BlobStore, Descriptor, HashingWriter
@@ -182,6 +182,8 @@ class LayerBlob:
     diff_id: str
     #: What it holds, for the config's history.
     comment: str
+    #: Taken from the layer cache (``--use-cache``) rather than written.
+    cached: bool = False
 
 
 class _TarSink:
@@ -224,6 +226,12 @@ class LayerFiles:
         return sorted(out)
 
     def entry(self, name: str) -> tuple[tarfile.TarInfo, BinaryIO | None]:
+        """The tar header of ``name`` and, for a file, its opened source."""
+        info, source = self.describe(name)
+        return info, (open(source, "rb") if source is not None else None)
+
+    def describe(self, name: str) -> tuple[tarfile.TarInfo, Path | None]:
+        """The tar header of ``name`` and, for a file, where its bytes are (nothing is read)."""
         full = PurePosixPath("/", name)
         # Folders above the prefix are not the environment's: they are made, not read.
         rel = full.relative_to(self.prefix) if full.is_relative_to(self.prefix) else None
@@ -246,7 +254,7 @@ class LayerFiles:
         info.size = st.st_size
         if st.st_mtime < self.build_start:
             info.mtime = min(int(st.st_mtime), self.epoch)
-        return info, open(source, "rb")
+        return info, source
 
 
 def write_layer(
@@ -284,15 +292,37 @@ def _compressor(out: HashingWriter, compression: Compression) -> tuple[Callable[
     return out.write, lambda: None
 
 
+class LayerSource(Protocol):
+    """Where finished layers can come from instead of being written (:mod:`.layercache`)."""
+
+    def get(self, files: LayerFiles, paths: list[str], store: BlobStore, comment: str) -> LayerBlob | None: ...
+
+    def put(self, files: LayerFiles, paths: list[str], store: BlobStore, blob: LayerBlob) -> None: ...
+
+
 def write_layers(
-    files: LayerFiles, layers: list[ImageLayer], store: BlobStore, compression: Compression
+    files: LayerFiles,
+    layers: list[ImageLayer],
+    store: BlobStore,
+    compression: Compression,
+    cache: LayerSource | None = None,
+    cacheable: Callable[[ImageLayer], bool] = lambda layer: False,
 ) -> list[LayerBlob]:
     """Write every layer, a few at a time (zlib and file reads release the GIL), in order. Each
     layer's times are its own (``layer.time``), so a package's layer does not change when another
-    package, newer than it, joins the image."""
+    package, newer than it, joins the image. ``cacheable`` layers come from ``cache`` when it has
+    them, and go into it when written."""
+
+    def one(layer: ImageLayer) -> LayerBlob:
+        layer_files = replace(files, epoch=layer.time)
+        use_cache = cache if cache is not None and cacheable(layer) else None
+        found = use_cache.get(layer_files, layer.paths, store, layer.comment) if use_cache else None
+        if found is not None:
+            return found
+        blob = write_layer(layer_files, layer.paths, store, compression, layer.comment)
+        if use_cache is not None:
+            use_cache.put(layer_files, layer.paths, store, blob)
+        return blob
+
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="layer") as pool:
-        futures = [
-            pool.submit(write_layer, replace(files, epoch=layer.time), layer.paths, store, compression, layer.comment)
-            for layer in layers
-        ]
-        return [f.result() for f in futures]
+        return list(pool.map(one, layers))
