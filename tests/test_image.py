@@ -592,3 +592,21 @@ def test_layer_cache_skips_unchanged_layers_and_trusts_only_its_own(
     assert not any(x["cached"] for x in forged["images"][0]["layers"])
     healed = image_json(p1, *common, "--output", f"oci-layout:{tmp_path / 'f'}")  # the entries written afresh
     assert sum(x["cached"] for x in healed["images"][0]["layers"]) == 3
+
+
+def test_base_from_another_registry(image_channel: ImageChannel, base_layout: Path, tmp_path: Path) -> None:
+    """A base on one registry, the image pushed to another and written as a layout: the base's
+    layer passes through once (checked against its digest) and the layout runs."""
+    need("skopeo")
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0")
+    with docker_registry(tmp_path / "r1") as source, docker_registry(tmp_path / "r2") as target:
+        base_ref = f"{source.host}/library/busybox:1"
+        subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{base_layout}:1", f"docker://{base_ref}"],
+                       capture_output=True, check=True)  # fmt: skip
+        out = tmp_path / "img"
+        result = image_json(project, "--base", base_ref, "--entrypoint", "greet", "--output", f"oci-layout:{out}",
+                            "--push", f"{target.host}/acme/app:v1")  # fmt: skip
+        assert result["pushed"][0]["blobs"].get("mounted", 0) == 0
+        assert result["pushed"][0]["blobs"]["uploaded"] == len(result["images"][0]["layers"]) + 1
+        ran = run_image(out, "latest", tmp_path)
+        assert ran.returncode == 0 and "hello from greeter" in ran.stdout, ran.stderr

@@ -164,7 +164,10 @@ class Builder:
         epoch = image_time(source.newest_timestamp)
         started = time.time() - 2  # file times have a coarser grain on some file systems
         root = env_mod.install(source, self.work / f"install-{index}", request.prefix)
-        script = request.activation == "script" or (request.activation == "auto" and env_mod.has_activate_scripts(root))
+        has_scripts = env_mod.has_activate_scripts(root)
+        script = request.activation == "script" or (request.activation == "auto" and has_scripts)
+        if has_scripts and not script:
+            log.warning("packages ship etc/conda/activate.d scripts; --activation env does not run them")
         entrypoint = None
         if script:
             if isinstance(base, BaseImage) and not base.layers and not (root / "bin" / "bash").exists():

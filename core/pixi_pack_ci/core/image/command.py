@@ -17,6 +17,15 @@ from .refs import DEFAULT_PREFIX
 def add_image_parser(sub: Any, pm: PluginManager, add_common: Any) -> None:
     """``image``: its own flags, the common ones, and the plugins' (command ``"image"``)."""
     p: argparse.ArgumentParser = sub.add_parser("image", help="build an OCI image from pixi.lock or a pack (no daemon)")
+    _source_flags(p)
+    _config_flags(p)
+    _layer_and_output_flags(p)
+    add_common(p)
+    pm.add_arguments(p, "image")
+
+
+def _source_flags(p: argparse.ArgumentParser) -> None:
+    """Where the environment comes from: pixi.lock (with pack's flags for it) or a pack."""
     p.add_argument(
         "manifest_path",
         nargs="?",
@@ -33,6 +42,25 @@ def add_image_parser(sub: Any, pm: PluginManager, add_common: Any) -> None:
         help="Linux target (repeatable: several give an image index; default: this machine's Linux)",
     )
     p.add_argument("--from-pack", metavar="PACK|DIR", help="build from a pack file or folder instead of pixi.lock")
+    p.add_argument("--use-cache", type=Path, metavar="DIR", help="download cache, as for pack, and a layer cache")
+    p.add_argument("-c", "--config", type=Path, metavar="CONFIG", help="pixi/rattler config TOML, as for pack")
+    p.add_argument("--auth-file", type=Path, metavar="FILE", help="rattler credentials JSON, as for pack")
+    p.add_argument(
+        "-i",
+        "--inject",
+        action="extend",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="local .conda, .tar.bz2 or .whl files, as for pack",
+    )
+    p.add_argument("--no-build", action="store_true", help="refuse PyPI entries that are not wheels, as for pack")
+    p.add_argument("--ignore-pypi-non-wheel", action="store_true", help="leave such entries out, as for pack")
+
+
+def _config_flags(p: argparse.ArgumentParser) -> None:
+    """What the image is: base, prefix, activation, and the config's fields."""
     p.add_argument(
         "--base", metavar="REF", help="scratch, oci-layout:DIR[:TAG] or REGISTRY/REPO[:TAG][@DIGEST] (required)"
     )
@@ -50,15 +78,18 @@ def add_image_parser(sub: Any, pm: PluginManager, add_common: Any) -> None:
     p.add_argument("--cmd", metavar="CMD", help="command: JSON array or shell words")
     p.add_argument("--workdir", metavar="DIR", help="working folder")
     p.add_argument("--user", metavar="UID[:GID]", help="user the image runs as")
+    p.add_argument("--env", action="append", metavar="K=V", help="environment variable (repeatable)")
+    p.add_argument("--label", action="append", metavar="K=V", help="config label (repeatable)")
+    p.add_argument("--annotation", action="append", metavar="K=V", help="manifest annotation (repeatable)")
+
+
+def _layer_and_output_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--add",
         action="append",
         metavar="SRC:DEST",
         help="files or a folder of this machine at DEST, in a layer after the environment's (repeatable)",
     )
-    p.add_argument("--env", action="append", metavar="K=V", help="environment variable (repeatable)")
-    p.add_argument("--label", action="append", metavar="K=V", help="config label (repeatable)")
-    p.add_argument("--annotation", action="append", metavar="K=V", help="manifest annotation (repeatable)")
     p.add_argument(
         "--layers",
         choices=("auto", "per-package", "single"),
@@ -79,23 +110,6 @@ def add_image_parser(sub: Any, pm: PluginManager, add_common: Any) -> None:
         "--output", action="append", metavar="OUT", help="oci-layout:DIR[:TAG] or oci-archive:FILE.tar[:TAG]"
     )
     p.add_argument("--push", action="append", metavar="REF", help="REGISTRY/REPO[:TAG] (repeatable)")
-    p.add_argument("--use-cache", type=Path, metavar="DIR", help="download cache, as for pack")
-    p.add_argument("-c", "--config", type=Path, metavar="CONFIG", help="pixi/rattler config TOML, as for pack")
-    p.add_argument("--auth-file", type=Path, metavar="FILE", help="rattler credentials JSON, as for pack")
-    p.add_argument(
-        "-i",
-        "--inject",
-        action="extend",
-        nargs="+",
-        type=Path,
-        default=[],
-        metavar="FILE",
-        help="local .conda, .tar.bz2 or .whl files, as for pack",
-    )
-    p.add_argument("--no-build", action="store_true", help="refuse PyPI entries that are not wheels, as for pack")
-    p.add_argument("--ignore-pypi-non-wheel", action="store_true", help="leave such entries out, as for pack")
-    add_common(p)
-    pm.add_arguments(p, "image")
 
 
 def cmd_image(args: argparse.Namespace, pm: PluginManager) -> int:
