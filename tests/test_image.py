@@ -187,6 +187,11 @@ def test_from_pack_and_zstd(image_channel: ImageChannel, base_layout: Path, tmp_
     assert not image_channel.server.requests
     ran = run_image(out, "latest", tmp_path)
     assert ran.returncode == 0 and "hello from greeter" in ran.stdout, ran.stderr
+    # A pack folder gives the very same image.
+    run_cli("pack", project, "-p", "linux-64", "--directory-only", "-o", tmp_path / "env-dir", "-q", check=True)
+    folder = image_json("--from-pack", tmp_path / "env-dir", "--base", f"oci-layout:{base_layout}:1",
+                        "--output", f"oci-layout:{tmp_path / 'img-dir'}", "--entrypoint", "greet")  # fmt: skip
+    assert folder["digest"] == json.loads((out / "index.json").read_text())["manifests"][0]["digest"]
     pytest.importorskip("zstandard")
     z = image_json("--from-pack", tmp_path / "env.tar", "--base", "scratch", "--compression", "zstd",
                    "--output", f"oci-layout:{tmp_path / 'z'}")  # fmt: skip
@@ -610,3 +615,38 @@ def test_base_from_another_registry(image_channel: ImageChannel, base_layout: Pa
         assert result["pushed"][0]["blobs"]["uploaded"] == len(result["images"][0]["layers"]) + 1
         ran = run_image(out, "latest", tmp_path)
         assert ran.returncode == 0 and "hello from greeter" in ran.stdout, ran.stderr
+
+
+def test_a_multi_platform_base_gives_the_platform_s_image(image_channel: ImageChannel, tmp_path: Path) -> None:
+    """A base whose layout holds an index: the image for each -p is built on that platform's."""
+    multi = image_channel.project(tmp_path / "m", "other", platforms=("linux-64", "linux-aarch64"))
+    base = image_json(multi, "-p", "linux-64", "-p", "linux-aarch64", "--base", "scratch",
+                      "--output", f"oci-layout:{tmp_path / 'base'}:2")  # fmt: skip
+    arm = next(i for i in base["images"] if i["platform"] == "linux-aarch64")
+    project = image_channel.project(tmp_path / "p", "other", platforms=("linux-aarch64",))
+    out = tmp_path / "img"
+    image_json(project, "-p", "linux-aarch64", "--base", f"oci-layout:{tmp_path / 'base'}:2",
+               "--output", f"oci-layout:{out}")  # fmt: skip
+    entry = json.loads((out / "index.json").read_text())["manifests"][0]
+    manifest = json.loads((out / "blobs" / "sha256" / entry["digest"].split(":")[1]).read_text())
+    assert manifest["annotations"]["org.opencontainers.image.base.digest"] == arm["digest"]
+    assert [x["digest"] for x in manifest["layers"][: len(arm["layers"])]] == [x["digest"] for x in arm["layers"]]
+    wrong = run_cli("image", image_channel.project(tmp_path / "q", "other"), "-p", "linux-64",
+                    "--base", f"oci-layout:{out}", "--output", f"oci-layout:{tmp_path / 'y'}")  # fmt: skip
+    assert "is for linux/arm64, not linux/amd64" in assert_clean_error(wrong)
+    index_only = run_cli("image", image_channel.project(tmp_path / "r", "other", platforms=("linux-ppc64le",)),
+                         "-p", "linux-ppc64le", "--base", f"oci-layout:{tmp_path / 'base'}:2",
+                         "--output", f"oci-layout:{tmp_path / 'z'}")  # fmt: skip
+    assert "has no image for linux/ppc64le" in assert_clean_error(index_only)
+
+
+def test_linux_platforms_map_to_oci_platforms() -> None:
+    from pixi_pack_ci.core.image.refs import oci_platform
+
+    assert oci_platform("linux-64") == {"architecture": "amd64", "os": "linux"}
+    assert oci_platform("linux-aarch64") == {"architecture": "arm64", "os": "linux", "variant": "v8"}
+    assert oci_platform("linux-ppc64le") == {"architecture": "ppc64le", "os": "linux"}
+    assert oci_platform("linux-s390x") == {"architecture": "s390x", "os": "linux"}
+    for other in ("win-64", "osx-arm64", "noarch"):
+        with pytest.raises(Exception, match="images are Linux only"):
+            oci_platform(other)

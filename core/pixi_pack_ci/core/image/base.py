@@ -53,6 +53,15 @@ def _pick(index: dict[str, Any], platform: dict[str, str], where: str) -> dict[s
     raise ImageError(f"base {where} has no image for linux/{arch}")
 
 
+def _check_platform(config: dict[str, Any], platform: dict[str, str], where: str) -> None:
+    """A single-platform base must be for the target: an amd64 environment on an arm64 base
+    would build and never run."""
+    got = {"os": config.get("os"), "architecture": config.get("architecture")}
+    if got != {"os": platform["os"], "architecture": platform["architecture"]}:
+        want = f"{platform['os']}/{platform['architecture']}"
+        raise ImageError(f"base {where} is for {got['os']}/{got['architecture']}, not {want}")
+
+
 def _layers(manifest: dict[str, Any]) -> list[Descriptor]:
     out = []
     for layer in manifest.get("layers") or []:
@@ -97,6 +106,7 @@ def layout_base(ref: LayoutRef, platform: dict[str, str], store: BlobStore) -> B
         entry = _pick(json.loads(read(entry["digest"])), platform, where)
     manifest = json.loads(read(entry["digest"]))
     config = json.loads(read(manifest["config"]["digest"]))
+    _check_platform(config, platform, where)
     base = BaseImage(config, _layers(manifest), {"org.opencontainers.image.base.digest": str(entry["digest"])})
     for layer in base.layers:
         if not store.has(layer.digest):
@@ -123,6 +133,7 @@ def registry_base(ref: ImageRef, platform: dict[str, str], registry: Registry) -
         manifest = json.loads(_check(data, digest, str(ref)))
     config_digest = manifest["config"]["digest"]
     config = json.loads(_check(registry.get_blob(ref.repository, config_digest), config_digest, str(ref)))
+    _check_platform(config, platform, str(ref))
     annotations = {"org.opencontainers.image.base.name": str(ref), "org.opencontainers.image.base.digest": digest}
     return BaseImage(config, _layers(manifest), annotations, remote=ref, registry=registry)
 
