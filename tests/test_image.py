@@ -442,6 +442,13 @@ def test_push_retries_resets_and_5xx_and_fails_cleanly(image_channel: ImageChann
             tag = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{registry.host}/acme/app:v1"],
                                  capture_output=True, text=True, check=True)  # fmt: skip
             assert json.loads(tag.stdout)["Digest"] == result["digest"]
+            # A proxy that refuses one big request (413): the blob goes in chunks (PATCH), same image.
+            proxy.faults = {"PUT /blobs/uploads/": ["413"]}
+            chunked = image_json(project, "--base", "scratch", "--label", "c=1", "--push", f"{ref}:chunked")
+            assert any(r.startswith("PATCH /v2/acme/app/blobs/uploads/") for r in proxy.seen)
+            pulled = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{registry.host}/acme/app:chunked"],
+                                    capture_output=True, text=True, check=True)  # fmt: skip
+            assert json.loads(pulled.stdout)["Digest"] == chunked["digest"]
             for status in ("404", "403"):
                 proxy.faults = {"POST /blobs/uploads/": [status] * 20}
                 failed = run_cli("image", project, "--base", "scratch", "--label", f"s={status}", "--push", f"{ref}:v2")

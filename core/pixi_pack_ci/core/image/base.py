@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .blobs import DOCKER_LIST, DOCKER_MANIFEST, INDEX, LAYER, MANIFEST, BlobStore, Descriptor
-from .errors import ImageError
+from .errors import ImageError, RegistryError
 from .refs import ImageRef, LayoutRef
 from .registry import Registry
 
@@ -143,10 +143,15 @@ def fetch_base_layers(base: BaseImage, store: BlobStore) -> None:
     if base.remote is None or base.registry is None:
         return
     for layer in base.layers:
-        if store.has(layer.digest):
-            continue
-        with store.writer() as sink:
-            base.registry.download_blob(base.remote.repository, layer.digest, sink)  # type: ignore[arg-type]
-        if sink.digest != layer.digest:
-            store.path(sink.digest).unlink(missing_ok=True)
-            raise ImageError(f"base {base.remote}: layer {layer.digest} arrived with another digest")
+        for attempt in range(3):
+            if store.has(layer.digest):
+                break
+            try:
+                with store.writer() as sink:
+                    base.registry.download_blob(base.remote.repository, layer.digest, sink.write)
+            except RegistryError:
+                if attempt == 2:
+                    raise
+                continue
+            if sink.digest != layer.digest:
+                raise ImageError(f"base {base.remote}: layer {layer.digest} arrived with another digest")

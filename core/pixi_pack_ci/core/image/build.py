@@ -10,6 +10,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -264,11 +266,12 @@ def write_outputs(builder: Builder, images: list[BuiltImage], top: Descriptor, b
 
 
 def push(builder: Builder, images: list[BuiltImage], top: Descriptor, ref: ImageRef) -> dict[str, Any]:
-    """Blobs (base layers mounted from the base's repository on the same registry), manifests by
-    digest, an index by digest, and only then the tag: a failure never leaves a tag behind."""
+    """Blobs, four at a time (base layers mounted from the base's repository on the same
+    registry), then manifests by digest, an index by digest, and only then the tag: a failure
+    never leaves a tag behind."""
     registry = builder.registry(ref)
-    counts: dict[str, int] = {}
     store = builder.store
+    jobs: dict[str, tuple[int, str | None]] = {}  # digest → (size, repository to mount from)
     for image in images:
         remote = image.base.remote
         # On the base's own registry its layers are mounted, never downloaded; from elsewhere
@@ -278,22 +281,25 @@ def push(builder: Builder, images: list[BuiltImage], top: Descriptor, ref: Image
         if not same:
             fetch_base_layers(image.base, store)
         for layer in image.base.layers:
-            how = registry.push_blob(ref.repository, layer.digest, layer.size, _opener(store, layer.digest), mount)
-            counts[how] = counts.get(how, 0) + 1
+            jobs.setdefault(layer.digest, (layer.size, mount))
         for descriptor in [image.config, *image.layers[len(image.base.layers) :]]:
-            how = registry.push_blob(
-                ref.repository, descriptor.digest, descriptor.size, _opener(store, descriptor.digest), None
+            jobs.setdefault(descriptor.digest, (descriptor.size, None))
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="push") as pool:
+        outcomes = list(
+            pool.map(
+                lambda job: registry.push_blob(ref.repository, job[0], job[1][0], _opener(store, job[0]), job[1][1]),
+                jobs.items(),
             )
-            counts[how] = counts.get(how, 0) + 1
-        registry.put_manifest(
-            ref.repository, image.manifest.digest, store.path(image.manifest.digest).read_bytes(), MANIFEST
         )
+    for image in images:
+        manifest = store.path(image.manifest.digest).read_bytes()
+        registry.put_manifest(ref.repository, image.manifest.digest, manifest, MANIFEST)
     data = store.path(top.digest).read_bytes()
     if len(images) > 1:
         registry.put_manifest(ref.repository, top.digest, data, INDEX)
     if ref.tag:
         registry.put_manifest(ref.repository, ref.tag, data, top.media_type)
-    return {"reference": f"{ref.name}@{top.digest}", "tag": ref.tag, "blobs": counts}
+    return {"reference": f"{ref.name}@{top.digest}", "tag": ref.tag, "blobs": dict(Counter(outcomes))}
 
 
 def _opener(store: BlobStore, digest: str) -> Any:

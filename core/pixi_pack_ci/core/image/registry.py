@@ -105,8 +105,6 @@ class Registry:
         self.credentials = find_credentials(host)
         self.backoff = backoff
         self._tokens: dict[str, str] = {}
-        #: Requests sent, by method: tests and the output count uploads with it.
-        self.sent: dict[str, int] = {}
 
     # --- the transport: auth and retries -----------------------------------------------------
 
@@ -163,7 +161,6 @@ class Registry:
         last = ""
         authenticated = 0
         for attempt in range(ATTEMPTS):
-            self.sent[method] = self.sent.get(method, 0) + 1
             try:
                 response = self.client.request(
                     method,
@@ -209,9 +206,23 @@ class Registry:
             "GET", f"/v2/{repo}/blobs/{digest}", f"repository:{repo}:pull", ok=(200,), what=what
         ).content
 
-    def download_blob(self, repo: str, digest: str, out: BinaryIO) -> None:
-        """Stream a blob into ``out`` (a base layer for a layout output)."""
-        out.write(self.get_blob(repo, digest))
+    def download_blob(self, repo: str, digest: str, out: Callable[[bytes], object]) -> None:
+        """Stream a blob into ``out`` a MiB at a time (a base layer for a layout output): memory
+        stays flat however big the layer. The HEAD first answers any auth challenge; a broken
+        stream raises, and the caller starts again with a fresh file."""
+        scope = f"repository:{repo}:pull"
+        url = f"{self.api}/v2/{repo}/blobs/{digest}"
+        self.request("HEAD", url, scope, ok=(200,), what=f"give the blob {digest} of {repo}")
+        try:
+            with self.client.stream("GET", url, headers=self._authorization(scope)) as response:
+                if response.status_code != 200:
+                    raise RegistryError(
+                        f"{self.host} refused to give the blob {digest} of {repo}: {_explain(response)}"
+                    )
+                for chunk in response.iter_bytes(1 << 20):
+                    out(chunk)
+        except httpx.TransportError as exc:
+            raise RegistryError(f"{self.host} broke off sending {digest}: {exc}") from None
 
     # --- writing ----------------------------------------------------------------------------------
 
