@@ -409,6 +409,10 @@ def test_keyless_image_attestation_passes_gh_bundle_from_oci(
         result = image_json(project, "--base", "scratch", "--push", f"{ref}:v1", "--attest",
                             "--sigstore-trust-config", sigstore.trust_config, env=github_env(sigstore))  # fmt: skip
         assert result["attestation"][0]["keyless"] is True
+        # Also stored through GitHub's attestations API (the loopback double), as packs' are.
+        assert result["attestation"][0]["github_attestation"]["url"]
+        stored = json.loads(base64.b64decode(sigstore.fake.uploads[-1]["bundle"]["dsseEnvelope"]["payload"]))
+        assert stored["subject"][0]["digest"] == {"sha256": result["digest"].split(":")[1]}
         other = image_json(project, "--base", "scratch", "--label", "x=y", "--push", f"{ref}:v2")
 
         def gh(image: str, repository: str) -> subprocess.CompletedProcess[str]:

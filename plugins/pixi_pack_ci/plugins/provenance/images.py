@@ -7,7 +7,7 @@ and cosign look for."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from .attest import SigningRequest
 from .checksums import write_text_atomically
 from .keyed import key_hint, load_signing_key, sign_with_key
 from .keyless import identity_token, load_trust_config, sign_keyless
-from .model import BUNDLE_V03_MEDIA_TYPE, SLSA_PROVENANCE_V1, BuildDescription, Subject
+from .model import BUNDLE_V03_MEDIA_TYPE, SLSA_PROVENANCE_V1, Attestation, BuildDescription, Subject
 from .statement import build_statement, encode_statement, lockfile_dependency, package_dependencies
 
 
@@ -29,6 +29,14 @@ class ImageAttestation:
     signer: str
     bundle_paths: tuple[Path, ...]
     referrers: tuple[str, ...]
+    statement: dict[str, Any] = field(default_factory=dict, repr=False)
+    bundle_json: str = field(default="", repr=False)
+
+    def attestation(self) -> Attestation:
+        """As packs' attestations are, for ``pixi_pack_ci_provenance_signed`` (the GitHub plugin
+        stores keyless ones through the attestations API)."""
+        subjects = tuple(Subject(name, self.digest.split(":", 1)[1], Path(name)) for name in self.subjects)
+        return Attestation(self.statement, self.bundle_json, self.bundle_paths, subjects, self.keyless, self.signer)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,4 +95,6 @@ def sign_image(
         "dev.sigstore.bundle.predicateType": SLSA_PROVENANCE_V1,
     }
     referrers = image.attach(BUNDLE_V03_MEDIA_TYPE, bundle_json.encode(), annotations) if image.attach else []
-    return ImageAttestation(image.digest, names, keyless, signer, tuple(paths), tuple(referrers))
+    return ImageAttestation(
+        image.digest, names, keyless, signer, tuple(paths), tuple(referrers), statement, bundle_json
+    )

@@ -229,6 +229,9 @@ class ProvenancePlugin:
             return
         signed = [sign_image(image, signing, self._describe_build) for image in images]
         options.report["attestation"] = [a.to_json() for a in signed]
+        assert self._pm is not None
+        for a, entry in zip(signed, options.report["attestation"], strict=True):
+            self._pm.hook.pixi_pack_ci_provenance_signed(attestation=a.attestation(), report=entry)
         if not options.quiet:
             for a in signed:
                 how = f"keyless as {a.signer}" if a.keyless else f"with key {a.signer[:16]}"
