@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ import rattler
 from conftest import Project, assert_clean_error, run_cli
 from image_support import FaultyProxy, TokenServer, busybox_base, docker_registry, image_specs, need, run_image
 from signing import Sigstore, github_env
-from support import ChannelServer, build_channel, channel_records, write_lockfile
+from support import ChannelServer, add_pypi_hashes, build_channel, build_wheel, channel_records, write_lockfile
 
 pytestmark = pytest.mark.posix
 
@@ -661,3 +662,33 @@ def test_linux_platforms_map_to_oci_platforms() -> None:
     for other in ("win-64", "osx-arm64", "noarch"):
         with pytest.raises(Exception, match="images are Linux only"):
             oci_platform(other)
+
+
+def test_wheels_get_their_own_layers_reproducibly(
+    tmp_path: Path, image_channel: ImageChannel, python_channel: Path, demo_channel: Any
+) -> None:
+    """A locked wheel is a unit like a conda package: its RECORD's files (console script
+    included) in its own layer, the same bytes on every build."""
+    wheel = build_wheel(tmp_path / "wheels", "alpha-tool", "1.0", {"alpha_tool": "def main():\n    print('ok')\n"},
+                        {"alpha-tool": "alpha_tool:main"})  # fmt: skip
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pixi.toml").write_text('[workspace]\nname = "w"\nchannels = []\nplatforms = []\n')
+    shutil.copy(wheel, project / wheel.name)
+    lock = rattler.LockFile([rattler.LockPlatform("linux-64")])
+    lock.set_channels("default", [rattler.LockChannel(demo_channel.url)])
+    for record in channel_records(python_channel, demo_channel.url + "py/")["linux-64"]:
+        lock.add_conda_package("default", rattler.LockPlatform("linux-64"), record)
+    lock.add_pypi_package("default", rattler.LockPlatform("linux-64"), "alpha-tool", "1.0", f"./{wheel.name}")
+    lock.to_path(project / "pixi.lock")
+    add_pypi_hashes(project / "pixi.lock", {f"./{wheel.name}": hashlib.sha256(wheel.read_bytes()).hexdigest()})
+    common = ("--base", "scratch", "--layers", "per-package")
+    first = image_json(project, *common, "--output", f"oci-layout:{tmp_path / 'a'}")
+    second = image_json(project, *common, "--output", f"oci-layout:{tmp_path / 'b'}", env={"TMPDIR": str(tmp_path)})
+    assert first["digest"] == second["digest"]
+    layer = next(x for x in first["images"][0]["layers"] if x["contents"] == "pypi:alpha_tool")
+    names = layer_names(tmp_path / "a", layer["digest"])
+    prefix = "app/.pixi/envs/default"
+    assert f"{prefix}/bin/alpha-tool" in names
+    assert any(n.endswith("site-packages/alpha_tool.py") for n in names)
+    assert any(n.endswith("alpha_tool-1.0.dist-info/RECORD") for n in names)
