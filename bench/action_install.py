@@ -5,7 +5,7 @@ to a plain ``pip install`` of the same project (what the action did before its l
     python bench/action_install.py --runs 5
 
 All three install from one package index on 127.0.0.1 holding the lock's wheels for this machine
-(tests/lock_index.py; PyPI is used once to fill .cache/action-wheelhouse), with every proxy
+(tests/helpers/lock_index.py; PyPI is used once to fill .cache/action-wheelhouse), with every proxy
 variable pointing at a closed port so nothing else is reachable, and empty uv and pip caches:
 
 * cold: ``install.py install`` of the committed tree (``git archive HEAD``) into a new venv, as the
@@ -38,7 +38,7 @@ from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "helpers"))
 
 from lock_index import LockIndex, offline_env, serve_lock_index  # noqa: E402
 

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Project
+from harness import Project
 from lock_index import locked_here, offline_env, project_of, serve_lock_index
 from pixi_pack_ci.core import __version__
 

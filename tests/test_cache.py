@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Project, cache_entries, pack_ok
+from harness import Project, cache_entries, pack_ok
 from pixi_pack_ci.core.cache import KEY_FILE, PERSISTENT_RECORDS, STATE_DIR_ENV, record_mac
 
 ENTRY = "linux-64/libgreet-1.2.3-h1234_0.conda"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import Project, pack_ok, run_cli
+from harness import Project, pack_ok, run_cli
 
 
 def test_several_envs_and_platforms_share_downloads(project: Project, tmp_path: Path) -> None:

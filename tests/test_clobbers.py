@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import rattler
-from conftest import pack_ok
+from harness import pack_ok
 from pixi_pack_ci.core import clobbers, install, unpack
 from pixi_pack_ci.core.errors import UnpackError
 from pixi_pack_ci.core.model import UnpackOptions

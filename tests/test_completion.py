@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import assert_clean_error, run_cli
+from harness import assert_clean_error, run_cli
 
 BIN = Path(sys.executable).parent
 BASH = r"""

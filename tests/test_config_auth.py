@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import Project, assert_clean_error, credentialed_project, make_project, pack_ok, run_cli
+from harness import Project, assert_clean_error, credentialed_project, make_project, pack_ok, run_cli
 from support import basic_auth, channel_records, write_lockfile
 
 SECRET = "s3cr3t-T0ken-4f9a"

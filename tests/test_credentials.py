@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Project, assert_clean_error, pack_ok, run_cli
+from harness import Project, assert_clean_error, pack_ok, run_cli
 from support import basic_auth
 
 ORDER = ("flag", "env", "keyring", "home", "netrc")

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import make_project, run_cli
 from generator_double import generator_statement, parse_subjects, sign_as_generator
 from github_api_double import GitHubApiProxy
+from harness import make_project, run_cli
 from signing import COMMIT, KEY_PASSWORD, Sigstore, github_env, gitlab_env, no_ci
 from verifier_tools import ROOT, Outcome, debian_tool, run, venv_tool
 
@@ -126,10 +126,10 @@ def _copy_pack(source: Path, folder: Path, *names: str) -> list[Path]:
 
 
 def _tampered_copy(folder: Path) -> Path:
-    """The folder again, every pack changed by one byte; bundles, keys and roots as they were."""
+    """The folder again, every pack (and release file) changed by one byte; bundles, keys and roots as they were."""
     copy = folder.with_name(folder.name + "-tampered")
     shutil.copytree(folder, copy)
-    for pack in copy.glob("*.tar"):
+    for pack in [*copy.glob("*.tar"), *copy.glob("*.whl")]:
         data = pack.read_bytes()
         pack.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     return copy
@@ -138,6 +138,7 @@ def _tampered_copy(folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def setting(tmp_path_factory: pytest.TempPathFactory, demo_channel: object, sigstore: Sigstore) -> Iterator[Setting]:
     base = tmp_path_factory.mktemp("docs-commands")
+    demo_channel.server.reset()  # type: ignore[attr-defined]  # no credentials or faults left by earlier tests
     project = make_project(base / "project", demo_channel)  # type: ignore[arg-type]
     packs = base / "packs"
     packed = run_cli(
@@ -154,6 +155,10 @@ def setting(tmp_path_factory: pytest.TempPathFactory, demo_channel: object, sigs
         signed = _copy_pack(linux, folders[mode], "environment.tar", "default-linux-64.tar")
         run_cli("attest", *signed, *trust, env=env, check=True)  # GitHub: also uploaded to the mock API
         shutil.copyfile(sigstore.trusted_root, folders[mode] / "trusted_root.json")
+    # The action's own release files (README's release section): signed by release.yml of its repository.
+    release = _copy_pack(linux, folders["github"], "pixi_pack_ci-0.1.0-py3-none-any.whl")
+    release_env = github_env(sigstore, "pixi-pack-ci/pixi-pack-action", "refs/tags/v0.1.0")
+    run_cli("attest", *release, *trust, env=release_env, check=True)
     key_env = {**no_ci(), "PIXI_PACK_CI_KEY_PASSWORD": KEY_PASSWORD}
     run_cli("keygen", "--output-prefix", folders["key"] / "site", env=key_env, check=True)
     signed = _copy_pack(linux, folders["key"], "environment.tar")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
-from conftest import Project, assert_clean_error, pack_ok, run_cli
+from harness import Project, assert_clean_error, pack_ok, run_cli
 
 
 def _leftovers(folder: Path) -> list[str]:

@@ -7,7 +7,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from conftest import Project, pack_ok
+from harness import Project, pack_ok
 from pixi_pack_ci.core.tarwriter import DETERMINISTIC_MTIME, DeterministicTarWriter
 
 
@@ -145,7 +145,7 @@ def test_same_inputs_give_same_bytes(project: Project, tmp_path: Path) -> None:
     digests = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (first, second, third)}
     assert len(digests) == 1
     # and in a copy of the project elsewhere
-    from conftest import make_project
+    from harness import make_project
 
     moved = make_project(tmp_path / "elsewhere" / "project", project.channel)
     fourth = _pack(moved, tmp_path / "d.tar")

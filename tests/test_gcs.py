@@ -20,9 +20,9 @@ from urllib.parse import parse_qs
 
 import jwt
 import pytest
-from conftest import DemoChannel, Project, assert_clean_error, run_cli
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from harness import DemoChannel, Project, assert_clean_error, run_cli
 from object_stores import GcsEmulator
 from support import ChannelServer
 from test_s3 import everything, mixed_lockfile

@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import Project, credentialed_project
+from harness import Project, credentialed_project
 from lock_index import action_lock, locked_here, offline_env, project_of, serve_lock_index, wheelhouse
 from pixi_pack_ci.core import __version__
 from signing import SAN, Sigstore, assert_secret_hidden, github_env, no_ci

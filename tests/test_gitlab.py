@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Project, run_cli
+from harness import Project, run_cli
 from lock_index import action_lock, offline_env, serve_lock_index
 from pixi_pack_ci.core import __version__
 from signing import GITLAB_SAN, Sigstore, gitlab_env

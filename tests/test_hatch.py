@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import PY, DemoChannel, run_cli
+from harness import PY, DemoChannel, run_cli
 from support import LockedPypi, build_wheel, channel_records, write_pixi_lock
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import DemoChannel, Project, assert_clean_error, pack_ok, run_cli
+from harness import DemoChannel, Project, assert_clean_error, pack_ok, run_cli
 from support import PackageSpec, build_package, build_wheel, channel_records, write_lockfile
 
 

@@ -7,7 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import DemoChannel, pack_ok, run_cli
+from harness import DemoChannel, pack_ok, run_cli
 from support import channel_records, write_lockfile
 
 

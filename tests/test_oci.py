@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DemoChannel, Project, assert_clean_error, run_cli
+from harness import DemoChannel, Project, assert_clean_error, run_cli
 from oci_channel import Registry, TokenService
 from test_s3 import everything, mixed_lockfile
 

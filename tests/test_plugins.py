@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import Project, run_cli
+from harness import Project, run_cli
 
 PLUGIN = """
 import json, os, shutil

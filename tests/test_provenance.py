@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Project, assert_clean_error, credentialed_project, make_project, pack_ok, run_cli
 from google.protobuf import json_format
+from harness import Project, assert_clean_error, credentialed_project, make_project, pack_ok, run_cli
 from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from in_toto_attestation.v1 import statement_pb2
 from in_toto_attestation.v1.resource_descriptor import ResourceDescriptor

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import rattler
-from conftest import DemoChannel, assert_clean_error, pack_ok, run_cli
+from harness import DemoChannel, assert_clean_error, pack_ok, run_cli
 from support import add_pypi_hashes, build_wheel, channel_records
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"

@@ -10,7 +10,6 @@ index under ``indexes:`` as pixi writes it, so no build reaches the internet.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import rattler
-from conftest import PY, DemoChannel, assert_clean_error, run_cli
+from harness import PY, DemoChannel, assert_clean_error, run_cli
 from support import (
     ChannelServer,
     LockedPypi,
@@ -34,6 +33,7 @@ from support import (
     build_wheel,
     channel_records,
     write_pixi_lock,
+    write_simple_index,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,19 +92,7 @@ def _simple_index(root: Path) -> None:
     files.mkdir(parents=True, exist_ok=True)
     for wheel in WHEELHOUSE.glob("*.whl"):
         shutil.copy(wheel, files / wheel.name)
-    by_project: dict[str, list[Path]] = {}
-    for path in files.iterdir():
-        stem = path.name.split("-")[0]
-        by_project.setdefault(stem.replace("_", "-").replace(".", "-").lower(), []).append(path)
-    for project, paths in by_project.items():
-        links = "".join(
-            f'<a href="../../files/{html.escape(p.name)}#sha256={hashlib.sha256(p.read_bytes()).hexdigest()}">'
-            f"{html.escape(p.name)}</a>\n"
-            for p in sorted(paths)
-        )
-        page = root / "simple" / project / "index.html"
-        page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")
+    write_simple_index(root, files)
 
 
 def _free_port() -> int:

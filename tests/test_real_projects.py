@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import rattler
-from conftest import PY, DemoChannel, assert_clean_error, pack_ok, run_cli
+from harness import PY, DemoChannel, assert_clean_error, pack_ok, run_cli
 from support import LockedPypi, build_wheel, channel_records, write_pixi_lock
 
 REALWORLD = Path(__file__).resolve().parents[2] / "shared" / "reference" / "realworld-lockfiles"

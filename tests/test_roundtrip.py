@@ -10,7 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import Project, pack_ok, run_cli
+from harness import Project, pack_ok, run_cli
 from support import PLACEHOLDER
 
 

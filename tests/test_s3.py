@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DemoChannel, Project, assert_clean_error, run_cli
+from harness import DemoChannel, Project, assert_clean_error, run_cli
 from object_stores import FaultyProxy, MotoS3
 from signing import assert_secret_hidden, no_ci
 from support import channel_records, write_lockfile

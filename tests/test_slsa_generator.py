@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 import sigstore
-from conftest import Project, assert_clean_error, make_project, run_cli
 from generator_double import GENERATOR, GENERATOR_REF, generator_statement, parse_subjects, sign_as_generator
+from harness import Project, assert_clean_error, make_project, run_cli
 from signing import COMMIT, GITHUB_ISSUER, Sigstore, no_ci
 from verifier_tools import ROOT, debian_tool, run, venv_tool
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from conftest import make_project, pack_ok, run_cli
+from harness import make_project, pack_ok, run_cli
 from signing import GITHUB_ISSUER, GITLAB_SAN, KEY_PASSWORD, SAN, Sigstore, github_env, gitlab_env, no_ci
 from sigstore_double import FIRST_LOG_INDEX
 from verifier_tools import Outcome, debian_tool, node_verifier, run, venv_tool

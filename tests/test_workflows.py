@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from harness import run_cli
 from lock_index import action_lock, offline_env, serve_lock_index
 from signing import Sigstore, github_env
 

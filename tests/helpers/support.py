@@ -413,3 +413,30 @@ def write_pixi_lock(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out) + "\npackages:\n" + "".join(b for _, b in blocks))
     return path
+
+
+def write_simple_index(root: Path, files: Path) -> None:
+    """A PEP 503 "simple" index under ``root/simple/`` of every wheel and sdist in ``files`` (which
+    must be ``root/files``): one page per normalized project name, links with their sha256."""
+    import html
+    import re
+
+    def project_of(filename: str) -> str:
+        if filename.endswith(".whl"):
+            stem = filename.split("-")[0]
+        else:  # an sdist: the name is what comes before -<version>
+            stem = re.sub(r"-[0-9][^-]*\.(tar\.gz|zip)$", "", filename)
+        return re.sub(r"[-_.]+", "-", stem).lower()
+
+    by_project: dict[str, list[Path]] = {}
+    for path in files.iterdir():
+        by_project.setdefault(project_of(path.name), []).append(path)
+    for project, paths in by_project.items():
+        links = "".join(
+            f'<a href="../../files/{html.escape(p.name)}#sha256={hashlib.sha256(p.read_bytes()).hexdigest()}">'
+            f"{html.escape(p.name)}</a>\n"
+            for p in sorted(paths)
+        )
+        page = root / "simple" / project / "index.html"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this is tests/helpers/)
 TESTS = ROOT / "tests"
 DEBIAN_TOOLS = ROOT / ".tools" / "debian" / "usr" / "bin"
 NODE_VERIFIER = TESTS / "js" / "verify_bundle.mjs"

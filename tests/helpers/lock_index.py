@@ -10,7 +10,6 @@ resolved anything itself would ask for a decoy (a newer version of a locked proj
 from __future__ import annotations
 
 import hashlib
-import html
 import os
 import re
 import subprocess
@@ -23,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from pixi_pack_ci.plugins.github.install import BUILD_LOCK, LOCK, canonical, read_lock
+from support import write_simple_index
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the repository (this is tests/helpers/)
 WHEELHOUSE = REPO / ".cache" / "action-wheelhouse"
 
 
@@ -124,18 +124,7 @@ def serve_lock_index(base: Path, *, extra: Iterable[Path] = (), decoys: bool = T
     for path in extra:
         name = project_of(path.name)
         allowed[name] = allowed.get(name, frozenset()) | {hashlib.sha256(path.read_bytes()).hexdigest()}
-    by_project: dict[str, list[Path]] = {}
-    for path in files.iterdir():
-        by_project.setdefault(project_of(path.name), []).append(path)
-    for project, paths in by_project.items():
-        links = "".join(
-            f'<a href="../../files/{html.escape(p.name)}#sha256={hashlib.sha256(p.read_bytes()).hexdigest()}">'
-            f"{html.escape(p.name)}</a>\n"
-            for p in sorted(paths)
-        )
-        page = base / "simple" / project / "index.html"
-        page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")
+    write_simple_index(base, files)
     index = LockIndex(base, allowed, [p.name for p in decoy_files])
     lock = threading.Lock()
 
