@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import rattler
-from harness import Project, assert_clean_error, run_cli
+from conftest import Project, assert_clean_error, run_cli
 from image_support import FaultyProxy, TokenServer, busybox_base, docker_registry, image_specs, need, run_image
 from signing import Sigstore, github_env
 from support import ChannelServer, add_pypi_hashes, build_channel, build_wheel, channel_records, write_lockfile
@@ -454,6 +454,8 @@ def test_push_retries_resets_and_5xx_and_fails_cleanly(image_channel: ImageChann
             pulled = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{registry.host}/acme/app:chunked"],
                                     capture_output=True, text=True, check=True)  # fmt: skip
             assert json.loads(pulled.stdout)["Digest"] == chunked["digest"]
+            unknown = run_cli("image", project, "--base", f"{proxy.host}/library/nope:1", "--push", f"{ref}:v3")
+            assert "refused to give the manifest library/nope:1: 404" in assert_clean_error(unknown)
             for status in ("404", "403"):
                 proxy.faults = {"POST /blobs/uploads/": [status] * 20}
                 failed = run_cli("image", project, "--base", "scratch", "--label", f"s={status}", "--push", f"{ref}:v2")
@@ -692,3 +694,25 @@ def test_wheels_get_their_own_layers_reproducibly(
     assert f"{prefix}/bin/alpha-tool" in names
     assert any(n.endswith("site-packages/alpha_tool.py") for n in names)
     assert any(n.endswith("alpha_tool-1.0.dist-info/RECORD") for n in names)
+
+
+def test_challenges_are_parsed_as_quoted_strings() -> None:
+    """distribution's scope holds a comma inside quotes (RFC 7235 quoted-string)."""
+    from pixi_pack_ci.core.image.registry import parse_challenge
+
+    header = (
+        'Bearer realm="https://auth.example/token",service="registry.example",scope="repository:acme/app:push,pull"'
+    )
+    assert parse_challenge(header) == (
+        "bearer",
+        {
+            "realm": "https://auth.example/token",
+            "service": "registry.example",
+            "scope": "repository:acme/app:push,pull",
+        },
+    )
+    assert parse_challenge('Basic realm="Registry Realm"') == ("basic", {"realm": "Registry Realm"})
+    assert parse_challenge('Bearer realm="a\\"b",error=invalid_token') == (
+        "bearer",
+        {"realm": 'a"b', "error": "invalid_token"},
+    )
