@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import rattler
-from conftest import Project, assert_clean_error, run_cli
+from harness import Project, assert_clean_error, run_cli
 from image_support import FaultyProxy, TokenServer, busybox_base, docker_registry, image_specs, need, run_image
 from signing import Sigstore, github_env
 from support import ChannelServer, add_pypi_hashes, build_channel, build_wheel, channel_records, write_lockfile
