@@ -232,12 +232,15 @@ def test_several_platforms_give_an_index(image_channel: ImageChannel, tmp_path: 
         (("--base", "scratch", "--activation", "script"), "needs a shell"),
         (("--base", "scratch", "--add", "/nonexistent/app:/srv/app"), "does not exist"),
         (("--base", "scratch", "--add", "relative"), "SRC:DEST"),
+        (("--base", "scratch", "--output", "oci-layout:{tmp}/file.txt"), "is not a folder"),
     ],
 )
 def test_bad_input_is_one_line_and_no_output(
     project: Project, tmp_path: Path, args: tuple[str, ...], needle: str
 ) -> None:
     out = tmp_path / "img"
+    (tmp_path / "file.txt").write_text("not a layout\n")
+    args = tuple(a.replace("{tmp}", str(tmp_path)) for a in args)
     extra = () if any(a == "--output" for a in args) else ("--output", f"oci-layout:{out}")
     proc = run_cli("image", project.dir, *args, *extra)
     line = assert_clean_error(proc)

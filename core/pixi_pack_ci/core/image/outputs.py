@@ -41,6 +41,8 @@ def docker_manifest(store: BlobStore, manifests: Iterable[Descriptor]) -> bytes:
 
 def write_layout(target: Path, store: BlobStore, top: Descriptor, blobs: list[str], tag: str) -> None:
     """An OCI layout folder at ``target`` (replacing one there once the new one is complete)."""
+    if target.exists() and not target.is_dir():
+        raise ImageError(f"{target} exists and is not a folder; not replacing it with an OCI layout")
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(target)
     work = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".partial", dir=target.parent))

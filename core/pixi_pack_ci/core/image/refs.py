@@ -152,4 +152,8 @@ def parse_output(text: str) -> Output:
     if not sep or kind not in ("oci-layout", "oci-archive") or not rest:
         raise ImageUsageError(f"unknown output {text!r}: use oci-layout:DIR or oci-archive:FILE.tar")
     path, tag = _split_tag(rest)
-    return Output(kind, Path(path).absolute(), tag or "latest")
+    output = Output(kind, Path(path).absolute(), tag or "latest")
+    # Checked before any work: the layout would only be refused once the image is built.
+    if kind == "oci-layout" and output.path.exists() and not output.path.is_dir():
+        raise ImageUsageError(f"--output {text}: {output.path} exists and is not a folder")
+    return output
