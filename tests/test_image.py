@@ -66,6 +66,16 @@ def base_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return busybox_base(tmp_path_factory.mktemp("base"))
 
 
+def install_plugin(site: Path, module: str, source: str) -> str:
+    """A plugin installed as a distribution with an entry point in ``site``; the PYTHONPATH for it."""
+    info = site / f"{module}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[pixi_pack_ci]\n{module} = {module}\n")
+    (site / f"{module}.py").write_text(source)
+    return os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+
+
 def image_json(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> dict[str, Any]:
     proc = run_cli("image", *args, "--json", "-q", env=env, cwd=cwd, check=True)
     result: dict[str, Any] = json.loads(proc.stdout)
@@ -339,6 +349,15 @@ def test_push_with_token_auth(image_channel: ImageChannel, tmp_path: Path) -> No
             (docker / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": auth}}}))
             again = image_json(project, "--base", "scratch", "--push", f"{ref}:v2", env={"DOCKER_CONFIG": str(docker)})
             assert again["pushed"][0]["blobs"] == {"present": 3}  # two layers and the config
+            # A CI plugin answering for its registry (as the GitHub plugin could for ghcr.io).
+            site = install_plugin(tmp_path / "site", "ci_registry", (
+                "from pixi_pack_ci.core import hookimpl\n\n@hookimpl\n"
+                "def pixi_pack_ci_registry_credentials(registry):\n"
+                f"    return ('ci-user', 's3cret-pass') if registry == {registry.host!r} else None\n"
+            ))  # fmt: skip
+            by_plugin = image_json(project, "--base", "scratch", "--label", "p=1", "--push", f"{ref}:v4",
+                                   env={"PYTHONPATH": site, "DOCKER_CONFIG": str(tmp_path / "none")})  # fmt: skip
+            assert by_plugin["pushed"][0]["blobs"]["uploaded"] == 1  # the new config
             wrong = {"PIXI_PACK_CI_REGISTRY_USERNAME": "ci-user", "PIXI_PACK_CI_REGISTRY_PASSWORD": "wrong-pass"}
             refused = run_cli("image", project, "--base", "scratch", "--push", f"{ref}:v3", "--cmd", "x", env=wrong)
             line = assert_clean_error(refused)
@@ -347,7 +366,7 @@ def test_push_with_token_auth(image_channel: ImageChannel, tmp_path: Path) -> No
                 ["skopeo", "list-tags", "--tls-verify=false", "--creds", "ci-user:s3cret-pass", f"docker://{ref}"],
                 capture_output=True, text=True, check=True,
             )  # fmt: skip
-            assert json.loads(tags.stdout)["Tags"] == ["v1", "v2"]
+            assert sorted(json.loads(tags.stdout)["Tags"]) == ["v1", "v2", "v4"]  # no v3
     finally:
         tokens.stop()
 
@@ -513,20 +532,17 @@ def test_a_newer_package_leaves_the_other_layers_alone(image_channel: ImageChann
 def test_a_plugin_can_change_the_layers(image_channel: ImageChannel, tmp_path: Path) -> None:
     """pixi_pack_ci_image_layers: a plugin merging every package layer into one; one that loses a
     path is refused in one line."""
-    plugin_dir = tmp_path / "site"
-    info = plugin_dir / "merge_layers-0.1.dist-info"  # an installed plugin: its entry point
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: merge-layers\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[pixi_pack_ci]\nmerge-layers = merge_layers\n")
-    (plugin_dir / "merge_layers.py").write_text(
+    site = install_plugin(
+        tmp_path / "site",
+        "merge_layers",
         "import os\nfrom pixi_pack_ci.core import hookimpl\n\n"
         "@hookimpl\ndef pixi_pack_ci_image_layers(layers, platform, options):\n"
         "    if os.environ.get('LOSE_A_PATH'):\n        layers[0].paths.pop()\n        return\n"
         "    merged = [p for layer in layers[:-1] for p in layer.paths]\n"
-        "    layers[:-1] = [type(layers[0])(sorted(merged), 'all packages', max(x.time for x in layers[:-1]))]\n"
+        "    layers[:-1] = [type(layers[0])(sorted(merged), 'all packages', max(x.time for x in layers[:-1]))]\n",
     )
     project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0", "envvars")
-    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(plugin_dir), os.environ.get("PYTHONPATH", "")) if p)}
+    env = {"PYTHONPATH": site}
     result = image_json(project, "--base", "scratch", "--layers", "per-package", "--output",
                         f"oci-layout:{tmp_path / 'img'}", env=env)  # fmt: skip
     assert [x["contents"] for x in result["images"][0]["layers"]] == [

@@ -110,6 +110,14 @@ def pixi_pack_ci_image_layers(layers: list[ImageLayer], platform: str, options: 
     exactly one layer, and the image within 100 layers, or the run stops."""
 
 
+@hookspec(firstresult=True)
+def pixi_pack_ci_registry_credentials(registry: str) -> tuple[str, str] | None:
+    """``(username, password)`` for a container registry (``host[:port]``) that ``image`` reads
+    or pushes to, or None. Asked after ``PIXI_PACK_CI_REGISTRY_USERNAME``/``_PASSWORD`` and before
+    Docker's ``config.json``: a CI plugin answers for its own registry (a job token). The
+    password is registered as a secret, so it is never printed."""
+
+
 @hookspec
 def pixi_pack_ci_images_written(images: list[ImageResult], options: ImageOptions) -> None:
     """Called once after ``image`` wrote and pushed its image (one per run: several platforms

@@ -127,6 +127,10 @@ class PluginManager(pluggy.PluginManager):
     def image_layers(self, layers: list[ImageLayer], platform: str, options: ImageOptions) -> None:
         self.hook.pixi_pack_ci_image_layers(layers=layers, platform=platform, options=options)
 
+    def registry_credentials(self, registry: str) -> tuple[str, str] | None:
+        answer = self.hook.pixi_pack_ci_registry_credentials(registry=registry)
+        return (str(answer[0]), str(answer[1])) if answer else None
+
     def images_written(self, images: list[ImageResult], options: ImageOptions) -> None:
         self.hook.pixi_pack_ci_images_written(images=images, options=options)
 

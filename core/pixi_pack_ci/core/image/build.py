@@ -148,7 +148,9 @@ class Builder:
 
     def registry(self, ref: ImageRef) -> Registry:
         if ref.registry not in self.registries:
-            self.registries[ref.registry] = Registry(ref.registry, ref.api, self.client)
+            self.registries[ref.registry] = Registry(
+                ref.registry, ref.api, self.client, plugins=self.plugins.registry_credentials
+            )
         return self.registries[ref.registry]
 
     def resolve_base(self, platform: dict[str, str]) -> BaseImage:

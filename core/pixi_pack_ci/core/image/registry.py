@@ -55,11 +55,18 @@ class Credentials:
     password: str
 
 
-def find_credentials(registry: str) -> Credentials | None:
-    """From the environment, else Docker's ``config.json`` (``auths``); None: anonymous."""
+#: Asks plugins for a registry's credentials (``pixi_pack_ci_registry_credentials``).
+CredentialHook = Callable[[str], "tuple[str, str] | None"]
+
+
+def find_credentials(registry: str, plugins: CredentialHook | None = None) -> Credentials | None:
+    """From the environment, else a plugin, else Docker's ``config.json`` (``auths``); None: anonymous."""
     user, password = os.environ.get(USERNAME_ENV), os.environ.get(PASSWORD_ENV)
     if user and password:
         return _secret(Credentials(user, password))
+    answer = plugins(registry) if plugins is not None else None
+    if answer is not None:
+        return _secret(Credentials(*answer))
     folder = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
     try:
         auths = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("auths") or {}
@@ -98,11 +105,13 @@ def _explain(response: httpx.Response) -> str:
 class Registry:
     """One registry (``host[:port]``), its tokens per scope, and the requests an image needs."""
 
-    def __init__(self, host: str, api: str, client: httpx.Client, *, backoff: float = 0.2) -> None:
+    def __init__(
+        self, host: str, api: str, client: httpx.Client, *, backoff: float = 0.2, plugins: CredentialHook | None = None
+    ) -> None:
         self.host = host
         self.api = api
         self.client = client
-        self.credentials = find_credentials(host)
+        self.credentials = find_credentials(host, plugins)
         self.backoff = backoff
         self._tokens: dict[str, str] = {}
 
