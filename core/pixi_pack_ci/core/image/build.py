@@ -174,7 +174,7 @@ class Builder:
             log.warning("packages ship etc/conda/activate.d scripts; --activation env does not run them")
         entrypoint = None
         if script:
-            if isinstance(base, BaseImage) and not base.layers and not (root / "bin" / "bash").exists():
+            if not base.layers and not (root / "bin" / "bash").exists():  # scratch: no /bin/sh either
                 raise ImageError(
                     "--activation script needs a shell: --base scratch has no /bin/sh and the environment no bash"
                 )
