@@ -735,3 +735,31 @@ def test_challenges_are_parsed_as_quoted_strings() -> None:
         "bearer",
         {"realm": 'a"b', "error": "invalid_token"},
     )
+
+
+def test_image_time_and_conda_meta(image_channel: ImageChannel, tmp_path: Path) -> None:
+    """created is SOURCE_DATE_EPOCH, else the newest package's build time; conda-meta names the
+    lockfile's URL and no folder of this machine."""
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0")
+    records = image_channel.pick("greeter", "libdata=1.0")
+    records[0].timestamp = datetime.datetime(2025, 6, 1, tzinfo=datetime.UTC)
+    records[1].timestamp = newest = datetime.datetime(2025, 7, 1, 12, 30, tzinfo=datetime.UTC)
+    write_lockfile(project / "pixi.lock", {"default": {"linux-64": records}}, image_channel.server.url)
+    out = tmp_path / "img"
+    plain = image_json(project, "--base", "scratch", "--layers", "per-package", "--output", f"oci-layout:{out}")
+    config = json.loads((out / "blobs/sha256" / plain["images"][0]["config_digest"].split(":")[1]).read_text())
+    assert config["created"] == newest.strftime("%Y-%m-%dT%H:%M:%SZ")
+    layer = next(x for x in plain["images"][0]["layers"] if x["contents"] == "greeter")
+    with tarfile.open(out / "blobs/sha256" / layer["digest"].split(":")[1]) as tar:
+        meta_name = next(n for n in tar.getnames() if n.startswith("app/.pixi/envs/default/conda-meta/greeter-"))
+        meta = json.loads(tar.extractfile(meta_name).read())  # type: ignore[union-attr]
+    assert meta["url"] == f"{image_channel.server.url}linux-64/{meta['fn']}"
+    assert "extracted_package_dir" not in meta and "package_tarball_full_path" not in meta
+    assert "source" not in meta.get("link", {})
+    dated = image_json(project, "--base", "scratch", "--output", f"oci-layout:{tmp_path / 'd'}",
+                       env={"SOURCE_DATE_EPOCH": "1700000000"})  # fmt: skip
+    config = json.loads((tmp_path / "d/blobs/sha256" / dated["images"][0]["config_digest"].split(":")[1]).read_text())
+    assert config["created"] == "2023-11-14T22:13:20Z"
+    bad = run_cli("image", project, "--base", "scratch", "--output", f"oci-layout:{tmp_path / 'x'}",
+                  env={"SOURCE_DATE_EPOCH": "yesterday"})  # fmt: skip
+    assert "SOURCE_DATE_EPOCH" in assert_clean_error(bad)
