@@ -763,3 +763,32 @@ def test_image_time_and_conda_meta(image_channel: ImageChannel, tmp_path: Path) 
     bad = run_cli("image", project, "--base", "scratch", "--output", f"oci-layout:{tmp_path / 'x'}",
                   env={"SOURCE_DATE_EPOCH": "yesterday"})  # fmt: skip
     assert "SOURCE_DATE_EPOCH" in assert_clean_error(bad)
+
+
+def test_config_fields_and_inject(image_channel: ImageChannel, tmp_path: Path) -> None:
+    """--workdir, --user, --env, --cmd as a JSON array, --entrypoint dropping the base's command;
+    --inject adds a package to the lockfile's environment, as for pack."""
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0")
+    extra = next((image_channel.path / "linux-64").glob("envvars-*.conda"))
+    out = tmp_path / "img"
+    result = image_json(project, "--base", "scratch", "--workdir", "/srv", "--user", "1000:1000", "--env", "A=B",
+                        "--cmd", '["python", "-V"]', "-i", extra, "--output", f"oci-layout:{out}:cfg")  # fmt: skip
+    config = json.loads((out / "blobs/sha256" / result["images"][0]["config_digest"].split(":")[1]).read_text())
+    assert config["config"]["WorkingDir"] == "/srv" and config["config"]["User"] == "1000:1000"
+    assert config["config"]["Cmd"] == ["python", "-V"] and "Entrypoint" not in config["config"]
+    assert "A=B" in config["config"]["Env"] and "FOO=bar" in config["config"]["Env"]  # FOO: the injected package
+    on_top = image_json(project, "--base", f"oci-layout:{out}:cfg", "--entrypoint", "greet",
+                        "--output", f"oci-layout:{tmp_path / 'top'}")  # fmt: skip
+    top = json.loads((tmp_path / "top/blobs/sha256" / on_top["images"][0]["config_digest"].split(":")[1]).read_text())
+    assert top["config"]["Entrypoint"] == ["greet"] and "Cmd" not in top["config"]  # Docker's rule
+    assert top["config"]["WorkingDir"] == "/srv"  # the base's, kept
+
+
+def test_auto_layers_give_big_and_popular_packages_their_own() -> None:
+    from pixi_pack_ci.core.image.layers import Unit, group
+
+    units = [Unit("big", size=5 << 20), Unit("lib", size=10, popularity=9), Unit("a", size=10), Unit("b", size=20)]
+    assert [[u.name for u in g] for g in group(units, "auto", 40)] == [["lib"], ["big"], ["b", "a"]]
+    assert [[u.name for u in g] for g in group(units, "auto", 3)] == [["lib"], ["big", "b", "a"]]
+    assert [[u.name for u in g] for g in group(units, "single", 40)] == [["big", "lib", "a", "b"]]
+    assert len(group(units, "per-package", 5)) == 4
