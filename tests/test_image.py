@@ -242,6 +242,7 @@ def test_several_platforms_give_an_index(image_channel: ImageChannel, tmp_path: 
         (("--base", "scratch", "--activation", "script"), "needs a shell"),
         (("--base", "scratch", "--add", "/nonexistent/app:/srv/app"), "does not exist"),
         (("--base", "scratch", "--add", "relative"), "SRC:DEST"),
+        (("--base", "scratch", "--push", "127.0.0.1:9/a/b", "--registry-username", "u"), "go together"),
         (("--base", "scratch", "--output", "oci-layout:{tmp}/file.txt"), "is not a folder"),
     ],
 )
@@ -358,6 +359,10 @@ def test_push_with_token_auth(image_channel: ImageChannel, tmp_path: Path) -> No
             by_plugin = image_json(project, "--base", "scratch", "--label", "p=1", "--push", f"{ref}:v4",
                                    env={"PYTHONPATH": site, "DOCKER_CONFIG": str(tmp_path / "none")})  # fmt: skip
             assert by_plugin["pushed"][0]["blobs"]["uploaded"] == 1  # the new config
+            flags = run_cli("image", project, "--base", "scratch", "--label", "f=1", "--push", f"{ref}:v5",
+                            "--registry-username", "ci-user", "--registry-password-stdin", input=b"s3cret-pass\n",
+                            env={"DOCKER_CONFIG": str(tmp_path / "none")}, check=True)  # fmt: skip
+            assert flags.stdout.decode().startswith(f"{ref}@sha256:")
             wrong = {"PIXI_PACK_CI_REGISTRY_USERNAME": "ci-user", "PIXI_PACK_CI_REGISTRY_PASSWORD": "wrong-pass"}
             refused = run_cli("image", project, "--base", "scratch", "--push", f"{ref}:v3", "--cmd", "x", env=wrong)
             line = assert_clean_error(refused)
@@ -366,7 +371,7 @@ def test_push_with_token_auth(image_channel: ImageChannel, tmp_path: Path) -> No
                 ["skopeo", "list-tags", "--tls-verify=false", "--creds", "ci-user:s3cret-pass", f"docker://{ref}"],
                 capture_output=True, text=True, check=True,
             )  # fmt: skip
-            assert sorted(json.loads(tags.stdout)["Tags"]) == ["v1", "v2", "v4"]  # no v3
+            assert sorted(json.loads(tags.stdout)["Tags"]) == ["v1", "v2", "v4", "v5"]  # no v3
     finally:
         tokens.stop()
 

@@ -8,6 +8,7 @@ import argparse
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -39,7 +40,7 @@ from .layers import (
 )
 from .outputs import write_archive, write_layout
 from .refs import DEFAULT_PREFIX, ImageRef, LayoutRef, Output, oci_platform, parse_base, parse_output, parse_reference
-from .registry import Registry, new_client, push_referrer
+from .registry import Credentials, Registry, new_client, push_referrer
 
 log = logging.getLogger("pixi_pack_ci")
 
@@ -62,6 +63,8 @@ class ImageRequest:
     additions: list[Addition] = field(default_factory=list)
     #: ``--use-cache``: packages, and the layers made of them.
     cache_dir: Path | None = None
+    #: ``--registry-username`` and the password from standard input: for the ``--push`` registries.
+    push_credentials: Credentials | None = None
 
 
 def parse_request(args: argparse.Namespace) -> ImageRequest:
@@ -104,7 +107,23 @@ def parse_request(args: argparse.Namespace) -> ImageRequest:
         pushes,
         [parse_add(a) for a in args.add or []],
         args.use_cache,
+        _push_credentials(args),
     )
+
+
+def _push_credentials(args: argparse.Namespace) -> Credentials | None:
+    """``--registry-username`` with ``--registry-password-stdin`` (as ``docker login`` takes them:
+    a password on the command line would be in the process list and shell history)."""
+    if args.registry_username is None and not args.registry_password_stdin:
+        return None
+    if args.registry_username is None or not args.registry_password_stdin:
+        raise ImageUsageError("--registry-username and --registry-password-stdin go together")
+    if not args.push:
+        raise ImageUsageError("--registry-username is for the registries of --push")
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise ImageUsageError("--registry-password-stdin: standard input gave no password")
+    return Credentials(args.registry_username, password)
 
 
 def image_time(newest: int) -> int:
@@ -148,8 +167,14 @@ class Builder:
 
     def registry(self, ref: ImageRef) -> Registry:
         if ref.registry not in self.registries:
+            given = self.request.push_credentials
+            pushed_to = {p.registry for p in self.request.pushes}
             self.registries[ref.registry] = Registry(
-                ref.registry, ref.api, self.client, plugins=self.plugins.registry_credentials
+                ref.registry,
+                ref.api,
+                self.client,
+                plugins=self.plugins.registry_credentials,
+                credentials=given if ref.registry in pushed_to else None,
             )
         return self.registries[ref.registry]
 

@@ -110,6 +110,8 @@ def _layer_and_output_flags(p: argparse.ArgumentParser) -> None:
         "--output", action="append", metavar="OUT", help="oci-layout:DIR[:TAG] or oci-archive:FILE.tar[:TAG]"
     )
     p.add_argument("--push", action="append", metavar="REF", help="REGISTRY/REPO[:TAG] (repeatable)")
+    p.add_argument("--registry-username", metavar="USER", help="for the --push registries (with the next flag)")
+    p.add_argument("--registry-password-stdin", action="store_true", help="read that user's password from stdin")
 
 
 def cmd_image(args: argparse.Namespace, pm: PluginManager) -> int:

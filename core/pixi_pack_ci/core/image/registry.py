@@ -106,12 +106,20 @@ class Registry:
     """One registry (``host[:port]``), its tokens per scope, and the requests an image needs."""
 
     def __init__(
-        self, host: str, api: str, client: httpx.Client, *, backoff: float = 0.2, plugins: CredentialHook | None = None
+        self,
+        host: str,
+        api: str,
+        client: httpx.Client,
+        *,
+        backoff: float = 0.2,
+        plugins: CredentialHook | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.host = host
         self.api = api
         self.client = client
-        self.credentials = find_credentials(host, plugins)
+        # Given on the command line (for the registries pushed to), else looked up.
+        self.credentials = _secret(credentials) if credentials is not None else find_credentials(host, plugins)
         self.backoff = backoff
         self._tokens: dict[str, str] = {}
 
