@@ -1,5 +1,5 @@
 """``oci://`` channels: conda packages in a real OCI registry (Debian's docker-registry on 127.0.0.1),
-pushed as channel mirrors push them (tests/oci_channel.py), pulled anonymously and with a token."""
+pushed as channel mirrors push them (tests/helpers/oci_channel.py), pulled anonymously and with a token."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from object_stores import _Process
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this is tests/helpers/)
 REGISTRY = ROOT / ".tools/debian/usr/bin/docker-registry"
 SERVICE = "pixi-pack-ci-test-registry"
 ISSUER = "pixi-pack-ci-test-token-service"
