@@ -43,4 +43,5 @@ echo "== lint-imports (the core never imports a plugin; plugins use only pixi_pa
 echo "== action lock (python scripts/action_lock.py --check)"
 "$venv/bin/python" scripts/action_lock.py --check
 echo "== pytest"
-PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest -q "$@"
+# One worker per CPU: most of the time is spent waiting on subprocesses and loopback servers.
+PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest -q -n auto "$@"

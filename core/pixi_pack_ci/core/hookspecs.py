@@ -112,10 +112,10 @@ def pixi_pack_ci_image_layers(layers: list[ImageLayer], platform: str, options: 
 
 @hookspec(firstresult=True)
 def pixi_pack_ci_registry_credentials(registry: str) -> tuple[str, str] | None:
-    """``(username, password)`` for a container registry (``host[:port]``) that ``image`` reads
-    or pushes to, or None. Asked after ``PIXI_PACK_CI_REGISTRY_USERNAME``/``_PASSWORD`` and before
-    Docker's ``config.json``: a CI plugin answers for its own registry (a job token). The
-    password is registered as a secret, so it is never printed."""
+    """Called once per container registry (``host[:port]``) that ``image`` reads or pushes to,
+    after ``PIXI_PACK_CI_REGISTRY_USERNAME``/``_PASSWORD`` and before Docker's ``config.json``
+    (first result wins). Return ``(username, password)`` or None: a CI plugin answers for its own
+    registry (a job token). The password is registered as a secret, so it is never printed."""
 
 
 @hookspec
