@@ -83,6 +83,15 @@ class GitHubPlugin:
                 line=error.line,
             )
 
+    @hookimpl
+    def pixi_pack_ci_registry_credentials(self, registry: str) -> tuple[str, str] | None:
+        # The job's token pushes to the repository's own packages on ghcr.io (with
+        # `permissions: packages: write`), as docker/login-action logs in with it.
+        token = os.environ.get("GITHUB_TOKEN")
+        if not self._active() or registry != "ghcr.io" or not token:
+            return None
+        return os.environ.get("GITHUB_ACTOR") or "github-actions", token
+
     @hookimpl(optionalhook=True)  # the provenance plugin's hook: absent when it is blocked
     def pixi_pack_ci_provenance_build(self, claims: Mapping[str, Any] | None) -> BuildDescription | None:
         if not self._active():

@@ -25,6 +25,14 @@ class GitLabPlugin:
         return in_gitlab_ci(os.environ)
 
     @hookimpl
+    def pixi_pack_ci_registry_credentials(self, registry: str) -> tuple[str, str] | None:
+        # Every job gets a token for the project's own container registry ($CI_REGISTRY).
+        user, password = os.environ.get("CI_REGISTRY_USER"), os.environ.get("CI_REGISTRY_PASSWORD")
+        if not self._active() or not user or not password or registry != os.environ.get("CI_REGISTRY"):
+            return None
+        return user, password
+
+    @hookimpl
     def pixi_pack_ci_modify_plan(self, plan: PackPlan, options: PackOptions) -> None:
         if not self._active() or options.quiet:
             return
