@@ -797,3 +797,25 @@ def test_auto_layers_give_big_and_popular_packages_their_own() -> None:
     assert [[u.name for u in g] for g in group(units, "auto", 3)] == [["lib"], ["big", "b", "a"]]
     assert [[u.name for u in g] for g in group(units, "single", 40)] == [["big", "lib", "a", "b"]]
     assert len(group(units, "per-package", 5)) == 4
+
+
+def test_github_step_outputs_and_summary_for_an_image(image_channel: ImageChannel, tmp_path: Path) -> None:
+    # A plain `pixi-pack-ci image` step in a GitHub workflow gets outputs, as `pack` does.
+    from signing import no_ci
+
+    project = image_channel.project(tmp_path / "p", "greeter")
+    outputs, summary = tmp_path / "outputs.txt", tmp_path / "summary.md"
+    outputs.write_text("")
+    env = {**no_ci(), "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": str(summary)}
+    result = image_json(project, "--base", "scratch", "--output", f"oci-layout:{tmp_path / 'img'}", env=env)
+    lines = outputs.read_text().splitlines()
+    # The runner's format: `name<<DELIMITER`, the value's lines, the delimiter (or `name=value`).
+    values = {}
+    for i, line in enumerate(lines):
+        if "<<" in line:
+            values[line.split("<<")[0]] = lines[i + 1]
+        elif "=" in line:
+            values[line.split("=")[0]] = line.split("=", 1)[1]
+    assert values["image-digest"] == result["digest"] and result["digest"].startswith("sha256:")
+    assert values["image-ref"] == "" and values["image-refs"] == ""  # nothing was pushed: no reference
+    assert result["digest"] in summary.read_text() and "| image | digest | platforms |" in summary.read_text()

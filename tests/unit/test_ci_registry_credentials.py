@@ -35,3 +35,19 @@ def test_gitlab_gives_the_job_registry_token_for_ci_registry_only(clean_env: pyt
     clean_env.setenv("GITLAB_CI", "true")
     assert pm.registry_credentials("registry.gitlab.example:5050") == ("gitlab-ci-token", "job-registry-secret")
     assert pm.registry_credentials("ghcr.io") is None
+
+
+def test_image_outputs_name_every_push_by_digest() -> None:
+    from pathlib import Path
+
+    from pixi_pack_ci.core import ImageResult
+    from pixi_pack_ci.plugins.github.outputs import image_outputs
+
+    digest = "sha256:" + "ab" * 32
+    image = ImageResult(digest, "application/vnd.oci.image.index.v1+json", ("linux-64", "linux-aarch64"),
+                        ("ghcr.io/acme/app", "registry.example/app"), (Path("img"),), (), None, "gzip:6")  # fmt: skip
+    assert image_outputs([image]) == {
+        "image-digest": digest,
+        "image-ref": f"ghcr.io/acme/app@{digest}",
+        "image-refs": f"ghcr.io/acme/app@{digest}\nregistry.example/app@{digest}",
+    }

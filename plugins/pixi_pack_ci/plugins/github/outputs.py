@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pixi_pack_ci.core import PackResult, human_size
+from pixi_pack_ci.core import ImageResult, PackResult, human_size
 from pixi_pack_ci.plugins.provenance.checksums import hashes_value, subjects_for
 
 
@@ -88,4 +88,25 @@ def job_summary(packs: Sequence[PackResult], report: dict[str, Any]) -> str:
                 f"gh attestation verify {packs[0].path.name} --repo {repo}",
                 "```",
             ]
+    return "\n".join(lines) + "\n"
+
+
+def image_outputs(images: Sequence[ImageResult]) -> dict[str, str]:
+    """``image-digest`` (of the first image: one per run, several platforms make one index),
+    ``image-ref`` (its first pushed ``REGISTRY/REPO@sha256:…``, empty when nothing was pushed) and
+    ``image-refs`` (every push, newline-separated), for later steps (deploy, attest)."""
+    refs = [f"{name}@{image.digest}" for image in images for name in image.names]
+    return {
+        "image-digest": images[0].digest if images else "",
+        "image-ref": refs[0] if refs else "",
+        "image-refs": "\n".join(refs),
+    }
+
+
+def image_summary(images: Sequence[ImageResult]) -> str:
+    lines = ["### 🐳 pixi-pack-ci image", "", "| image | digest | platforms |", "|---|---|---|"]
+    for image in images:
+        where = [*image.names, *(display_path(p) for p in image.outputs)] or ["(not written)"]
+        cell = "<br>".join(f"`{_cell(w)}`" for w in where)
+        lines.append(f"| {cell} | `{image.digest}` | {', '.join(image.platforms)} |")
     return "\n".join(lines) + "\n"

@@ -15,10 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import github_action_utils as gha
-from pixi_pack_ci.core import SECRETS, PackOptions, PackPlan, PackResult, PixiPackError, hookimpl
+from pixi_pack_ci.core import (
+    SECRETS,
+    ImageOptions,
+    ImageResult,
+    PackOptions,
+    PackPlan,
+    PackResult,
+    PixiPackError,
+    hookimpl,
+)
 from pixi_pack_ci.plugins.provenance.model import Attestation, BuildDescription
 
-from .outputs import action_outputs, job_summary
+from .outputs import action_outputs, image_outputs, image_summary, job_summary
 from .provenance import github_build_description, in_github_actions, upload_attestation, upload_token
 
 #: ``false`` turns the job summary off (the action's ``job-summary`` input).
@@ -82,6 +91,16 @@ class GitHubPlugin:
                 file=_workspace_relative(error.file) if error.file else None,
                 line=error.line,
             )
+
+    @hookimpl(trylast=True)  # after the provenance plugin has signed and attached
+    def pixi_pack_ci_images_written(self, images: list[ImageResult], options: ImageOptions) -> None:
+        if not self._active():
+            return
+        if os.environ.get("GITHUB_OUTPUT"):
+            for name, value in image_outputs(images).items():
+                gha.set_output(name, value)
+        if os.environ.get("GITHUB_STEP_SUMMARY") and os.environ.get(SUMMARY_SWITCH_ENV, "true").lower() != "false":
+            gha.append_job_summary(image_summary(images))
 
     @hookimpl
     def pixi_pack_ci_registry_credentials(self, registry: str) -> tuple[str, str] | None:
