@@ -213,3 +213,40 @@ def test_builder_and_hook_register_with_hatchling() -> None:
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert probe.stdout.strip() == "[]"
+
+
+def test_hatch_builder_makes_an_image_of_the_pack(
+    tmp_path: Path, channel: DemoChannel, python_channel: Path, plugin_source: str
+) -> None:
+    """With `image-base`, each pack also becomes an OCI image layout in dist/, holding the project's
+    own wheel installed in the environment's site-packages."""
+    project = make_hatch_project(tmp_path, channel, python_channel, plugin_source)
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            "[tool.hatch.build.targets.pixi-pack]\n",
+            '[tool.hatch.build.targets.pixi-pack]\nimage-base = "scratch"\nimage-entrypoint = "python3"\n',
+        )
+    )
+    proc = subprocess.run(
+        [bin_tool("hatch"), "build", "-t", "pixi-pack"], cwd=project, capture_output=True, text=True,
+        env=hatch_env(tmp_path), timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    layout = project / "dist" / "demo_app-0.3.0-default-linux-64.oci"
+    index = json.loads((layout / "index.json").read_text())
+    (manifest_ref,) = index["manifests"]
+    blobs = layout / "blobs" / "sha256"
+    manifest = json.loads((blobs / manifest_ref["digest"].split(":")[1]).read_text())
+    config = json.loads((blobs / manifest["config"]["digest"].split(":")[1]).read_text())
+    assert config["config"]["Entrypoint"] == ["python3"]
+    names: list[str] = []
+    for layer in manifest["layers"]:
+        with tarfile.open(blobs / layer["digest"].split(":")[1]) as tar:
+            names += tar.getnames()
+    assert any(n.endswith(f"lib/python{PY}/site-packages/demo_app/__init__.py") for n in names), names[:20]
+    # hatch clean removes the image with the packs.
+    clean = subprocess.run([bin_tool("hatch"), "clean", "-t", "pixi-pack"], cwd=project, capture_output=True,
+                           text=True, env=hatch_env(tmp_path), timeout=300)  # fmt: skip
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    assert not layout.exists()

@@ -68,3 +68,20 @@ def test_hatch_settings_offer_the_flag(flag: PackFlag) -> None:
     assert settings != PackSettings(), f"hatch setting {flag.hatch} changed nothing"
     packing = (REPO / "hatch_plugin" / "pixi_pack_ci" / "hatch_plugin" / "packing.py").read_text()
     assert f'"{flag.flag}"' in packing or (flag.short and f'"{flag.short}"' in packing)
+
+
+def test_hatch_image_settings_become_one_image_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pixi_pack_ci.core
+    from pixi_pack_ci.hatch_plugin.packing import _image_of
+    from pixi_pack_ci.hatch_plugin.settings import PackSettings
+
+    table = {"image-base": "scratch", "image-entrypoint": "python -m app", "image-push": ["ghcr.io/acme/app:1"]}
+    settings = PackSettings.from_table(table, "[test]")
+    calls: list[list[str]] = []
+    monkeypatch.setattr(pixi_pack_ci.core, "main", lambda argv: calls.append(list(argv)) or 0, raising=False)
+    layout = _image_of(tmp_path / "app.tar", tmp_path / "app.oci", settings, lambda _: None)
+    assert layout == tmp_path / "app.oci"
+    assert calls == [[
+        "image", "--from-pack", str(tmp_path / "app.tar"), "--base", "scratch", "--output",
+        f"oci-layout:{tmp_path / 'app.oci'}", "-q", "--entrypoint", "python -m app", "--push", "ghcr.io/acme/app:1",
+    ]]  # fmt: skip

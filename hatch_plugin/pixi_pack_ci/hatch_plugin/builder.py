@@ -3,6 +3,7 @@ environment(s), and write packs into ``dist/``. Versions of this target are envi
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,8 @@ class PixiPackBuilder(BuilderInterface[BuilderConfig, Any]):
             for path in Path(directory).glob(pattern + suffix):
                 path.unlink()
                 path.with_name(path.name + ".sigstore.json").unlink(missing_ok=True)
+        for layout in Path(directory).glob(pattern + ".oci"):
+            shutil.rmtree(layout)
 
     def _builder_for(self, environment: str) -> Callable[..., str]:
         def build(directory: str, **build_data: Any) -> str:

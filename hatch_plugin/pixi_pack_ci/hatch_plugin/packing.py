@@ -41,6 +41,21 @@ def _file_component(value: str) -> str:
     return re.sub(r"[-_.]+", "_", re.sub(r"[^\w.+-]+", "_", value))
 
 
+def _image_of(pack: Path, layout: Path, settings: PackSettings, say: Callable[[str], None]) -> Path:
+    """The pack as an OCI image layout (and pushed where the settings say), with no second download."""
+    from pixi_pack_ci.core import main as pixi_pack_ci_main
+
+    argv = ["image", "--from-pack", str(pack), "--base", settings.image_base, "--output", f"oci-layout:{layout}", "-q"]
+    if settings.image_entrypoint:
+        argv += ["--entrypoint", settings.image_entrypoint]
+    for target in settings.image_push:
+        argv += ["--push", target]
+    if pixi_pack_ci_main(argv) != 0:
+        raise PackFailedError(f"pixi-pack-ci could not build an image of {pack.name}")
+    say(f"pixi-pack: {layout.name} (OCI image layout of {pack.name})")
+    return layout
+
+
 def pack_project(
     root: Path,
     settings: PackSettings,
@@ -85,4 +100,6 @@ def pack_project(
             written = next(p for p in sorted(directory.glob(stem + ".*")) if not p.name.endswith(".sigstore.json"))
             say(f"pixi-pack: {written.name} ({environment}, {platform}, with {wheel.name})")
             packs.append(written)
+            if settings.image_base:
+                packs.append(_image_of(written, directory / (stem + ".oci"), settings, say))
     return packs

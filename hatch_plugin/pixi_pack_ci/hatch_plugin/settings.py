@@ -49,6 +49,12 @@ class PackSettings:
     attest: bool = False
     sign_key: str = ""
     cache_dir: str = ""
+    #: With a base (``scratch``, ``oci-layout:DIR[:TAG]`` or a registry image), each pack also
+    #: becomes an OCI image layout ``<output-name>.oci/`` (``pixi-pack-ci image --from-pack``).
+    image_base: str = ""
+    image_entrypoint: str = ""
+    #: ``REGISTRY/REPO[:TAG]`` to push each image to.
+    image_push: list[str] = field(default_factory=list)
 
     @classmethod
     def from_table(cls, table: dict[str, Any], where: str) -> PackSettings:
@@ -63,6 +69,9 @@ class PackSettings:
             attest=_bool(table, "attest", where),
             sign_key=_string(table, "sign-key", where),
             cache_dir=_string(table, "cache-dir", where),
+            image_base=_string(table, "image-base", where),
+            image_entrypoint=_string(table, "image-entrypoint", where),
+            image_push=_strings(table, "image-push", where, []),
         )
         try:
             settings.output_name.format(name="n", version="v", environment="e", platform="p")
