@@ -107,9 +107,10 @@ def _prepare(job: _Job, sdists: dict[str, Path], scratch: Path) -> _Prepared:
         local = sdists.get(source.location) or Path(source.location)
         if not local.is_file():
             raise SourceError(f"the locked sdist {source.location} does not exist")
-        if job.entry.sha256 and file_digest(local) != job.entry.sha256:
+        digest = file_digest(local)
+        if job.entry.sha256 and digest != job.entry.sha256:
             raise SourceError(f"the sdist {local.name} does not match its sha256 in the lockfile")
-        return _Prepared(local, {"sha256": file_digest(local)}, FIXED_EPOCH)
+        return _Prepared(local, {"sha256": digest}, FIXED_EPOCH)
     folder = Path(source.location)
     return _Prepared(folder, {"sha256": folder_digest(folder)}, FIXED_EPOCH)
 
@@ -126,10 +127,10 @@ def _build_key(job: _Job, prepared: _Prepared) -> str:
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _cached_build(folder: Path, key: str, cache: PackageCache) -> Path | None:
-    """The wheel in ``built/<key>/`` if this user made it: its ``record.json`` carries this
-    user's MAC (the cache folder itself is not trusted, see docs/trust.md) and the wheel still
-    has the recorded sha256."""
+def _cached_build(folder: Path, key: str, cache: PackageCache) -> tuple[Path, str] | None:
+    """The wheel in ``built/<key>/`` and its sha256, if this user made it: its ``record.json``
+    carries this user's MAC (the cache folder itself is not trusted, see docs/trust.md) and the
+    wheel still has the recorded sha256."""
     try:
         record = json.loads((folder / "record.json").read_text())
         name, sha256 = str(record["wheel"]), str(record["sha256"])
@@ -138,17 +139,17 @@ def _cached_build(folder: Path, key: str, cache: PackageCache) -> Path | None:
     wheel = folder / name
     if "/" in name or not cache.sealed(record.get("mac"), "built", key, name, sha256):
         return None
-    return wheel if wheel.is_file() and file_digest(wheel) == sha256 else None
+    return (wheel, sha256) if wheel.is_file() and file_digest(wheel) == sha256 else None
 
 
-def _built_wheel(job: _Job, prepared: _Prepared, cache: PackageCache) -> tuple[Path, bool]:
+def _built_wheel(job: _Job, prepared: _Prepared, cache: PackageCache) -> tuple[Path, str, bool]:
     """The wheel for this source: an earlier run's from ``built/<key>/``, else built now and
     committed there atomically (a wheel is small; checking it again costs nothing worth saving)."""
     key = _build_key(job, prepared)
     folder = cache.root / BUILT_DIR / key
     cached = _cached_build(folder, key, cache)
     if cached is not None:
-        return cached, True
+        return *cached, True
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{key}.{os.getpid()}.", dir=folder.parent))
     try:
@@ -162,10 +163,10 @@ def _built_wheel(job: _Job, prepared: _Prepared, cache: PackageCache) -> tuple[P
             os.replace(work, folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # already gone when it was moved into place
-    wheel = _cached_build(folder, key, cache)
-    if wheel is None:
+    committed = _cached_build(folder, key, cache)
+    if committed is None:
         raise BuildError(f"the wheel built for {_what(job)} changed in {folder}; is another tool writing there?")
-    return wheel, False
+    return *committed, False
 
 
 def _what(job: _Job) -> str:
@@ -173,7 +174,7 @@ def _what(job: _Job) -> str:
     return f"{job.entry.name}{version} from {job.source.describe()}"
 
 
-def _artifact(job: _Job, wheel: Path, prepared: _Prepared) -> PypiArtifact:
+def _artifact(job: _Job, wheel: Path, sha256: str, prepared: _Prepared) -> PypiArtifact:
     name, version, _, _ = parse_wheel_filename(wheel.name)
     if canonical(str(name)) != canonical(job.entry.name):
         raise BuildError(f"building {_what(job)} gave a wheel of another package: {wheel.name}")
@@ -182,7 +183,7 @@ def _artifact(job: _Job, wheel: Path, prepared: _Prepared) -> PypiArtifact:
         version=str(version),
         file_name=wheel.name,
         url=wheel.as_uri(),
-        sha256=file_digest(wheel),
+        sha256=sha256,  # checked against the wheel's record just now
         size=wheel.stat().st_size,
         origin="build",
         built_from={"location": job.entry.location, "source": job.source.describe(), "digest": prepared.digest},
@@ -235,9 +236,9 @@ def build_pypi_sources(plans: list[PackPlan], run: FetchRun, *, quiet: bool) -> 
             t0 = time.monotonic()
             prepared = _prepare(job, sdists, Path(scratch))
             t1 = time.monotonic()
-            wheel_path, cached = _built_wheel(job, prepared, cache)
+            wheel_path, sha256, cached = _built_wheel(job, prepared, cache)
             t2 = time.monotonic()
-            wheel = _artifact(job, wheel_path, prepared)
+            wheel = _artifact(job, wheel_path, sha256, prepared)
         _place(job, wheel)
         entry = {
             "name": job.entry.name, "version": wheel.version, "source": job.source.describe(),
