@@ -35,6 +35,7 @@ for folder in (REPO / "tests" / "helpers", REPO / "tests"):
     sys.path.insert(0, str(folder))
 
 from image_support import docker_registry  # noqa: E402
+from run import peak_rss  # noqa: E402  # bench/run.py: the same VmHWM reading as the pack benchmarks
 from support import PackageSpec, build_channel, channel_records, write_lockfile  # noqa: E402
 
 MiB = 1024 * 1024
@@ -67,17 +68,6 @@ def make_project(base: Path, count: int, total: int, seed: int) -> Path:
     return project
 
 
-def _vm_hwm(pid: int) -> int:
-    """The kernel's high-water mark of the process's resident memory (bytes); 0 once it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
 def timed(cmd: list[str] | str, **kwargs: object) -> tuple[float, int]:
     """Wall seconds and peak RSS (bytes) of one command. The peak is VmHWM, read while it runs:
     the rusage of a child counts the memory of this (big) process it was forked from."""
@@ -85,7 +75,7 @@ def timed(cmd: list[str] | str, **kwargs: object) -> tuple[float, int]:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
     peak = 0
     while proc.poll() is None:
-        peak = max(peak, _vm_hwm(proc.pid))
+        peak = max(peak, peak_rss(proc.pid))
         time.sleep(0.02)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:

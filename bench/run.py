@@ -173,7 +173,7 @@ class Run:
     cpu_seconds: float = 0.0  # user + system time of the process and the children it waited for
 
 
-def _peak_rss(pid: int) -> int:
+def peak_rss(pid: int) -> int:
     """VmHWM (the kernel's own high-water mark of resident memory) of a running process, in bytes."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -203,7 +203,7 @@ def run_measured(cmd: list[str], **kwargs: Any) -> Run:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
-        peak = max(peak, _peak_rss(proc.pid))
+        peak = max(peak, peak_rss(proc.pid))
         time.sleep(0.02)
     elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
