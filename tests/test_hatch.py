@@ -105,6 +105,19 @@ def hatch_env(tmp_path: Path) -> dict[str, str]:
     return {**env, "HATCH_DATA_DIR": str(tmp_path / "hatch-data"), "HATCH_CACHE_DIR": str(tmp_path / "hatch-cache")}
 
 
+def hatch_build(project: Path, tmp_path: Path, *settings: str) -> subprocess.CompletedProcess[str]:
+    """``hatch build -t pixi-pack`` of ``project``, with ``settings`` (TOML lines) added to its
+    ``[tool.hatch.build.targets.pixi-pack]`` table first."""
+    if settings:
+        pyproject = project / "pyproject.toml"
+        table = "[tool.hatch.build.targets.pixi-pack]\n"
+        pyproject.write_text(pyproject.read_text().replace(table, table + "".join(f"{line}\n" for line in settings)))
+    return subprocess.run(
+        [bin_tool("hatch"), "build", "-t", "pixi-pack"], cwd=project, capture_output=True, text=True,
+        env=hatch_env(tmp_path), timeout=900,
+    )  # fmt: skip
+
+
 def unpack_and_import(pack: Path, target: Path) -> str:
     run_cli("unpack", pack, "-o", target, check=True)
     python = target / "env" / "bin" / f"python{PY}"
@@ -134,14 +147,7 @@ def test_hatch_build_target_packs_the_project_wheel(
     tmp_path: Path, channel: DemoChannel, python_channel: Path, plugin_source: str, lock_version: int
 ) -> None:
     project = make_hatch_project(tmp_path, channel, python_channel, plugin_source, lock_version)
-    proc = subprocess.run(
-        [bin_tool("hatch"), "build", "-t", "pixi-pack"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        env=hatch_env(tmp_path),
-        timeout=900,
-    )
+    proc = hatch_build(project, tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     pack = project / "dist" / "demo_app-0.3.0-default-linux-64.tar"
     assert pack.is_file(), sorted(p.name for p in (project / "dist").iterdir())
@@ -153,17 +159,7 @@ def test_hatch_build_target_packs_the_project_wheel(
     unpack_and_import(pack, tmp_path / "deploy")
 
     # A wrong option type is one clear error, not a traceback.
-    pyproject = project / "pyproject.toml"
-    pyproject.write_text(
-        pyproject.read_text().replace(
-            "[tool.hatch.build.targets.pixi-pack]\n",
-            '[tool.hatch.build.targets.pixi-pack]\ncreate-executable = "yes"\n',
-        )
-    )
-    bad = subprocess.run(
-        [bin_tool("hatch"), "build", "-t", "pixi-pack"], cwd=project, capture_output=True, text=True,
-        env=hatch_env(tmp_path), timeout=900,
-    )  # fmt: skip
+    bad = hatch_build(project, tmp_path, 'create-executable = "yes"')
     assert bad.returncode != 0
     assert "option `create-executable` of [tool.hatch.build.targets.pixi-pack] must be true or false" in (
         bad.stdout + bad.stderr
@@ -221,17 +217,7 @@ def test_hatch_builder_makes_an_image_of_the_pack(
     """With `image-base`, each pack also becomes an OCI image layout in dist/, holding the project's
     own wheel installed in the environment's site-packages."""
     project = make_hatch_project(tmp_path, channel, python_channel, plugin_source)
-    pyproject = project / "pyproject.toml"
-    pyproject.write_text(
-        pyproject.read_text().replace(
-            "[tool.hatch.build.targets.pixi-pack]\n",
-            '[tool.hatch.build.targets.pixi-pack]\nimage-base = "scratch"\nimage-entrypoint = "python3"\n',
-        )
-    )
-    proc = subprocess.run(
-        [bin_tool("hatch"), "build", "-t", "pixi-pack"], cwd=project, capture_output=True, text=True,
-        env=hatch_env(tmp_path), timeout=900,
-    )  # fmt: skip
+    proc = hatch_build(project, tmp_path, 'image-base = "scratch"', 'image-entrypoint = "python3"')
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     layout = project / "dist" / "demo_app-0.3.0-default-linux-64.oci"
     index = json.loads((layout / "index.json").read_text())
