@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import abc
 import os
+import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
+from ..atomic import atomic_output
 from ..cache import ArtifactHash, PackageCache
 from ..errors import ArchiveError
 from ..executable import HashingSink
@@ -167,8 +170,6 @@ def make_parent(target: Path) -> None:
 @contextmanager
 def partial_folder(target: Path) -> Iterator[Path]:
     """A hidden sibling folder of ``target`` that is removed unless the caller moved it away."""
-    import shutil
-
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
         yield tmp
@@ -180,10 +181,6 @@ def stream_pack(
     job: WriteJob, write_stream: Callable[[Writable, ProgressReporter], HashingSink], mode: int
 ) -> PackResult:
     """Run ``write_stream`` into standard output, or into a temporary sibling renamed into place."""
-    import sys
-
-    from ..atomic import atomic_output
-
     with job.progress(sum(job.sizes.values())) as progress:
         target = job.plan.output
         if target is None:
