@@ -311,16 +311,22 @@ class Registry:
         return response.url.join(location)
 
     def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
-        response = self.request(
+        response = self.put_manifest_response(repo, reference, data, media_type, f"take the manifest {reference}")
+        return str(response.headers.get("Docker-Content-Digest", ""))
+
+    def put_manifest_response(
+        self, repo: str, reference: str, data: bytes, media_type: str, what: str
+    ) -> httpx.Response:
+        """PUT a manifest; the whole response, for callers that read more than its digest."""
+        return self.request(
             "PUT",
             f"/v2/{repo}/manifests/{reference}",
             f"repository:{repo}:pull,push",
             headers={"Content-Type": media_type},
             body=lambda: data,
             ok=(200, 201),
-            what=f"take the manifest {reference}",
+            what=what,
         )
-        return str(response.headers.get("Docker-Content-Digest", ""))
 
 
 EMPTY = "application/vnd.oci.empty.v1+json"
@@ -355,15 +361,7 @@ def push_referrer(
         }
     )
     digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
-    response = registry.request(
-        "PUT",
-        f"/v2/{repo}/manifests/{digest}",
-        f"repository:{repo}:pull,push",
-        headers={"Content-Type": MANIFEST},
-        body=lambda: manifest,
-        ok=(200, 201),
-        what="take a referrer",
-    )
+    response = registry.put_manifest_response(repo, digest, manifest, MANIFEST, "take a referrer")
     if not response.headers.get("OCI-Subject"):
         _add_to_fallback_index(
             registry,
