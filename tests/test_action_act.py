@@ -12,6 +12,7 @@ GitHub. The `bad-input` job must see the action fail.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import platform
@@ -19,10 +20,12 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from harness import Project
+from image_support import Registry, busybox_base, docker_registry, need
 from lock_index import locked_here, offline_env, project_of, serve_lock_index
 from pixi_pack_ci.core import __version__
 
@@ -42,6 +45,11 @@ def act_binary() -> str:
     return found
 
 
+def log_of(proc: subprocess.CompletedProcess[str]) -> str:
+    # act pads job names to a common width when jobs run side by side: "[test-action/pack     ]".
+    return re.sub(r"\[(test-action/[\w-]+) +\]", r"[\1]", proc.stdout + proc.stderr)
+
+
 def output(log: str, name: str) -> str:
     """The first value the pack job set for ``name`` (jobs run side by side; bad-input's are empty)."""
     values = re.findall(rf"^\[test-action/pack\].*::set-output:: {re.escape(name)}=(.*)", log, flags=re.MULTILINE)
@@ -49,12 +57,28 @@ def output(log: str, name: str) -> str:
     return values[0]
 
 
-def test_test_action_workflow_runs_under_act(project: Project, tmp_path: Path) -> None:
+@pytest.fixture
+def registry_with_base(tmp_path: Path) -> Iterator[tuple[Registry, str]]:
+    """Debian's docker-registry on 127.0.0.1 holding a busybox base (made by umoci, copied by skopeo)."""
+    need("skopeo")
+    with docker_registry(tmp_path / "registry") as registry:
+        base = f"{registry.host}/library/busybox:1"
+        layout = busybox_base(tmp_path / "base")
+        subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout}:1", f"docker://{base}"],
+                       capture_output=True, check=True)  # fmt: skip
+        yield registry, base
+
+
+def test_test_action_workflow_runs_under_act(
+    project: Project, registry_with_base: tuple[Registry, str], tmp_path: Path
+) -> None:
     # Pin every reference the action uses, so the stand-ins stay in step with action.yml.
     action = (REPO / "action.yml").read_text()
     assert SETUP_PYTHON in action and CACHE.replace("cache@", "cache/restore@") in action
     assert "pip install" not in action, "the action installs with install.py from the lock only"
     act = act_binary()
+    # The image part of the pack step pushes to a registry here, on a base pushed there first.
+    registry, base = registry_with_base
     index = serve_lock_index(tmp_path / "index")
     # The job sees only these: the lock's index, and proxies that lead nowhere for anything else.
     offline = offline_env(index, tmp_path)
@@ -67,6 +91,7 @@ def test_test_action_workflow_runs_under_act(project: Project, tmp_path: Path) -
                 "--local-repository", f"{SETUP_PYTHON}={REPO / 'tests/act/setup-python'}",
                 "--local-repository", f"{CACHE}={REPO / 'tests/act/cache'}",
                 "--var", f"PIXI_PACK_TEST_MANIFEST={project.dir}", "--var", "PIXI_PACK_TEST_CACHE=true",
+                "--var", f"PIXI_PACK_TEST_REGISTRY={registry.host}", "--var", f"PIXI_PACK_TEST_IMAGE_BASE={base}",
                 "--env", f"PIXI_PACK_ACT_PYTHON={sys.executable}",
                 *(arg for name, value in sorted(job_env.items()) for arg in ("--env", f"{name}={value}")),
             ],
@@ -77,8 +102,7 @@ def test_test_action_workflow_runs_under_act(project: Project, tmp_path: Path) -
         )  # fmt: skip
     finally:
         index.stop()
-    # act pads job names to a common width when jobs run side by side: "[test-action/pack     ]".
-    log = re.sub(r"\[(test-action/[\w-]+) +\]", r"[\1]", proc.stdout + proc.stderr)
+    log = log_of(proc)
     tail = "\n".join(log.splitlines()[-40:])
     assert proc.returncode == 0, tail
     assert "[test-action/pack] 🏁  Job succeeded" in log, tail
@@ -86,7 +110,7 @@ def test_test_action_workflow_runs_under_act(project: Project, tmp_path: Path) -
 
     # The pack job: packed from the loopback channel, checked its outputs, unpacked.
     assert sum(project.channel.server.requests.values()) >= len(project.linux_packages)
-    for step in ("Main ./", "Main Check the outputs", "Main Unpack and run"):
+    for step in ("Main ./", "Main Check the outputs", "Main Unpack and run", "Main Check the image"):
         assert f"[test-action/pack]   ✅  Success - {step}" in log, step
     created = re.search(r"📦 Created pack at \S+ \([^)]*sha256 ([0-9a-f]{64})\)", log)
     assert created, tail
@@ -110,6 +134,13 @@ def test_test_action_workflow_runs_under_act(project: Project, tmp_path: Path) -
     )
     assert saved and int(saved.group(2)) > 1000, "the environment is saved under its key"
     assert saved.group(1).startswith(f"pixi-pack-ci-env-v1-Linux-X64-py{platform.python_version()}-")
+
+    # The image the step pushed: the tag is the digest the outputs name, on the base asked for.
+    tag = f"{registry.host}/demo/default:test"
+    raw = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{tag}"],
+                         capture_output=True, check=True).stdout  # fmt: skip
+    assert output(log, "image-ref") == f"{registry.host}/demo/default@sha256:{hashlib.sha256(raw).hexdigest()}"
+    assert json.loads(raw)["annotations"]["org.opencontainers.image.base.name"] == base
 
     # The bad-input job: the action failed with a clear input error, and the job expected that.
     assert "input create-executable must be true or false" in log

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import Project, credentialed_project
+from image_support import TokenServer, docker_registry, need
 from lock_index import action_lock, locked_here, offline_env, project_of, serve_lock_index, wheelhouse
 from pixi_pack_ci.core import __version__
 from signing import SAN, Sigstore, assert_secret_hidden, github_env, no_ci
@@ -178,6 +179,96 @@ def test_bad_inputs_fail_with_one_clear_error(project: Project, tmp_path: Path) 
         assert step.proc.returncode == 2, step.stderr
         assert message in step.stderr and "::error title=pixi-pack-ci::" in step.proc.stdout
         assert "Traceback" not in step.stderr and step.outputs == {}
+
+
+def test_build_image_pushes_every_environment_from_the_packs_downloads(project: Project, tmp_path: Path) -> None:
+    """build-image: after the packs, one image per environment pushed to a registry behind a token
+    service (Debian's docker-registry on 127.0.0.1), with the credentials docker/login-action would
+    write; no package is downloaded twice; outputs name every pushed image."""
+    need("skopeo")
+    tokens = TokenServer(tmp_path / "tokens", "ci-user", "s3cret-pass")
+    try:
+        with docker_registry(tmp_path / "registry", auth=tokens.auth_section()) as registry:
+            docker = tmp_path / "docker"
+            docker.mkdir()
+            auth = base64.b64encode(b"ci-user:s3cret-pass").decode()
+            (docker / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": auth}}}))
+            before = sum(project.channel.server.requests.values())
+            inputs = {
+                "manifest-path": str(project.dir),
+                "environments": "default prod",
+                "platforms": "linux-64",
+                "cache": "false",
+                "build-image": "true",
+                "image-base": "scratch",
+                "image-tags": f"{registry.host}/acme/{{environment}}:v1",
+                "image-args": "--env 'GREETING=hello there' --label org.example.built-by=action",
+            }
+            step = run_step(tmp_path / "ws", inputs, {"DOCKER_CONFIG": str(docker)})
+            assert step.proc.returncode == 0, step.stderr
+            # The image commands took the packages the pack had just fetched (a cache for the run).
+            fetched = sum(project.channel.server.requests.values()) - before
+            assert fetched == len(project.linux_packages), "each package is downloaded once"
+            refs = step.outputs["image-refs"].splitlines()
+            assert [r.split("@")[0] for r in refs] == [f"{registry.host}/acme/{e}" for e in ("default", "prod")]
+            assert step.outputs["image-ref"] == refs[0]
+            assert step.outputs["image-digest"] == refs[0].split("@")[1]
+            assert len(step.outputs["pack-paths"].splitlines()) == 2, "the packs are still written"
+            for ref in refs:
+                name, digest = ref.split("@")
+                creds = ["--tls-verify=false", "--creds", "ci-user:s3cret-pass"]
+                raw = subprocess.run(["skopeo", "inspect", *creds, "--raw", f"docker://{name}:v1"],
+                                     capture_output=True, check=True).stdout  # fmt: skip
+                assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest, "the tag is the image the output names"
+                config = json.loads(subprocess.run(["skopeo", "inspect", *creds, "--config", f"docker://{name}:v1"],
+                                                   capture_output=True, check=True).stdout)  # fmt: skip
+                assert "GREETING=hello there" in config["config"]["Env"]
+                assert config["config"]["Labels"]["org.example.built-by"] == "action"
+            assert (
+                step.summary.count(f"{registry.host}/acme/") == 2 and "| image | digest | platforms |" in step.summary
+            )
+            assert step.proc.stdout.count("::group ::pixi-pack-ci image") == 2
+    finally:
+        tokens.stop()
+
+
+def test_build_image_without_push_writes_an_archive(project: Project, tmp_path: Path) -> None:
+    need("skopeo")
+    inputs = {
+        "manifest-path": str(project.dir),
+        "platforms": "linux-64 osx-arm64",  # packed both; imaged only the Linux one
+        "build-image": "true",
+        "image-base": "scratch",
+        "image-push": "false",
+        "image-tags": "registry.invalid/never/pushed:1",
+        "cache-dir": str(tmp_path / "cache"),
+    }
+    step = run_step(tmp_path / "ws", inputs)
+    assert step.proc.returncode == 0, step.stderr
+    archive = step.cwd / "pixi-packs" / "default-image.tar"
+    assert step.outputs["image-ref"] == "" and step.outputs["image-digest"].startswith("sha256:")
+    assert len(step.outputs["pack-paths"].splitlines()) == 2
+    raw = subprocess.run(["skopeo", "inspect", "--raw", f"docker-archive:{archive}"], capture_output=True, check=True)
+    assert json.loads(raw.stdout)["config"]["digest"], "docker-archive (what docker load reads) takes the archive"
+    oci = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{archive}"], capture_output=True, check=True)
+    assert "sha256:" + hashlib.sha256(oci.stdout).hexdigest() == step.outputs["image-digest"]
+
+
+def test_bad_image_inputs_fail_before_anything_is_written(project: Project, tmp_path: Path) -> None:
+    image = {"manifest-path": str(project.dir), "build-image": "true", "image-base": "scratch"}
+    for inputs, message in [
+        ({**image, "image-base": ""}, "input image-base is required with build-image"),
+        (image, "input image-tags is empty"),
+        ({**image, "environments": "default prod", "image-tags": "r.example/app:1"}, "needs {environment}"),
+        ({**image, "image-push": "false", "platforms": "osx-arm64 win-64"}, "needs a Linux platform"),
+        ({**image, "image-push": "false", "image-args": "--env 'unclosed"}, "input image-args: No closing quotation"),
+        ({**image, "image-push": "maybe"}, "input image-push must be true or false"),
+    ]:
+        step = run_step(tmp_path / "ws", inputs)
+        assert step.proc.returncode == 2, (inputs, step.stderr)
+        assert message in step.stderr and "::error title=pixi-pack-ci::" in step.proc.stdout
+        assert "Traceback" not in step.stderr and step.outputs == {}
+        assert not (step.cwd / "pixi-packs").exists(), "no pack is written when an image input is wrong"
 
 
 SECRET = "lock-url-password-1234"

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import github_action_utils as gha
 from pixi_pack_ci.core import (
@@ -51,6 +51,10 @@ def _workspace_relative(file: str) -> str:
 
 
 class GitHubPlugin:
+    # Images of every run in this process: the action runs one image command per environment in
+    # one step, whose outputs must name them all (a later set-output of a name replaces the first).
+    _images_this_step: ClassVar[list[ImageResult]] = []
+
     def __init__(self) -> None:
         self._masking = False
 
@@ -96,8 +100,9 @@ class GitHubPlugin:
     def pixi_pack_ci_images_written(self, images: list[ImageResult], options: ImageOptions) -> None:
         if not self._active():
             return
+        GitHubPlugin._images_this_step.extend(images)
         if os.environ.get("GITHUB_OUTPUT"):
-            for name, value in image_outputs(images).items():
+            for name, value in image_outputs(GitHubPlugin._images_this_step).items():
                 gha.set_output(name, value)
         if os.environ.get("GITHUB_STEP_SUMMARY") and os.environ.get(SUMMARY_SWITCH_ENV, "true").lower() != "false":
             gha.append_job_summary(image_summary(images))
