@@ -148,12 +148,14 @@ def setting(tmp_path_factory: pytest.TempPathFactory, demo_channel: object, sigs
     report = json.loads(packed.stdout)
     linux, trust = packs / "default-linux-64.tar", ["--sigstore-trust-config", str(sigstore.trust_config)]
     folders = {mode: base / mode for mode in ("github", "gitlab", "key", "generator")}
-    for mode, env in (
-        ("github", github_env(sigstore, "acme/app", "refs/tags/v1.2.0")),
-        ("gitlab", gitlab_env("acme/app")),
+    # GitLab's instance comes from the variable the template documents, as pack's would.
+    gitlab = {**gitlab_env("acme/app"), "PIXI_PACK_CI_SIGSTORE_TRUST_CONFIG": str(sigstore.trust_config)}
+    for mode, env, flags in (
+        ("github", github_env(sigstore, "acme/app", "refs/tags/v1.2.0"), trust),
+        ("gitlab", gitlab, []),
     ):
         signed = _copy_pack(linux, folders[mode], "environment.tar", "default-linux-64.tar")
-        run_cli("attest", *signed, *trust, env=env, check=True)  # GitHub: also uploaded to the mock API
+        run_cli("attest", *signed, *flags, env=env, check=True)  # GitHub: also uploaded to the mock API
         shutil.copyfile(sigstore.trusted_root, folders[mode] / "trusted_root.json")
     # The action's own release files (README's release section): signed by release.yml of its repository.
     release = _copy_pack(linux, folders["github"], "pixi_pack_ci-0.1.0-py3-none-any.whl")

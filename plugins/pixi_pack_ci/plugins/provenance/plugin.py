@@ -159,7 +159,11 @@ class ProvenancePlugin:
         attest.add_argument("packs", nargs="+", type=Path, metavar="PACK")
         attest.add_argument("--sign-key", type=Path, metavar="KEY", help="sign with this ECDSA P-256 key")
         attest.add_argument(
-            "--sigstore-trust-config", type=Path, metavar="FILE", help="Sigstore ClientTrustConfig JSON"
+            "--sigstore-trust-config",
+            type=Path,
+            default=_trust_config_from_env(),
+            metavar="FILE",
+            help=f"Sigstore ClientTrustConfig JSON (default ${TRUST_CONFIG_ENV} or production)",
         )
         attest.add_argument("--lockfile", type=Path, metavar="LOCK", help="record this pixi.lock's digest as an input")
         attest.add_argument("--json", action="store_true", help="print the result as JSON")
