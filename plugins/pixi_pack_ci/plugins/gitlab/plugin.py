@@ -1,20 +1,33 @@
-"""The GitLab CI plugin: packs.json, dotenv report, log sections, provenance; ``collect``.
+"""The GitLab CI plugin: packs.json, dotenv reports, log sections, provenance, registry
+credentials; ``collect`` and ``gitlab-image``.
 
-Active only inside GitLab CI (``GITLAB_CI=true``), except the ``collect`` command, which merges
-the matrix jobs' ``packs-*.json`` anywhere.
+Active only inside GitLab CI (``GITLAB_CI=true``), except the commands: ``collect`` merges the
+matrix jobs' ``packs-*.json`` anywhere, and ``gitlab-image`` is the template's image job.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pixi_pack_ci.core import PackOptions, PackPlan, PackResult, UsageError, hookimpl, human_size
+from pixi_pack_ci.core import (
+    ImageOptions,
+    ImageResult,
+    PackOptions,
+    PackPlan,
+    PackResult,
+    UsageError,
+    hookimpl,
+    human_size,
+)
 from pixi_pack_ci.plugins.provenance.model import BuildDescription
 
+from .image import image_arguments, image_dotenv, write_image_dotenv
 from .job import LogSection, dotenv_path, merge_packs_json, write_dotenv, write_packs_json
 from .provenance import gitlab_build_description, in_gitlab_ci
 
@@ -60,6 +73,20 @@ class GitLabPlugin:
             if written:
                 LogSection.line(f"  manifest: {written}")
 
+    @hookimpl(trylast=True)  # after the provenance plugin has signed and attached
+    def pixi_pack_ci_images_written(self, images: list[ImageResult], options: ImageOptions) -> None:
+        if not self._active():
+            return
+        values = image_dotenv(images, getattr(options.args, "environment", None) or "default")
+        dotenv = dotenv_path()
+        if dotenv is not None:
+            write_image_dotenv(values, dotenv)
+        if options.quiet:
+            return
+        with LogSection("pixi_pack_image", f"pixi-pack-ci: {len(images)} image(s)", collapsed=False):
+            for name, value in values.items():
+                LogSection.line(f"  {name}={value}")
+
     @hookimpl
     def pixi_pack_ci_add_commands(self, subparsers: Any) -> None:
         collect = subparsers.add_parser(
@@ -67,6 +94,18 @@ class GitLabPlugin:
         )
         collect.add_argument("folder", nargs="?", type=Path, default=Path("pixi-packs"), metavar="DIR")
         collect.set_defaults(handler=self._cmd_collect)
+        image = subparsers.add_parser(
+            "gitlab-image", help="the GitLab template's image job: its PIXI_PACK_* variables as one image command"
+        )
+        image.set_defaults(handler=self._cmd_gitlab_image)
+
+    @staticmethod
+    def _cmd_gitlab_image(args: argparse.Namespace) -> int:
+        from pixi_pack_ci.core import main
+
+        argv = image_arguments(os.environ)
+        print(f"$ pixi-pack-ci {shlex.join(argv)}", file=sys.stderr, flush=True)
+        return main(argv)
 
     @staticmethod
     def _cmd_collect(args: argparse.Namespace) -> int:
