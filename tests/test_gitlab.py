@@ -11,13 +11,17 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import pytest
-from harness import Project, run_cli
+from harness import DemoChannel, Project, run_cli
+from image_support import TokenServer, busybox_base, docker_registry, need
 from lock_index import action_lock, offline_env, serve_lock_index
 from pixi_pack_ci.core import __version__
 from signing import GITLAB_SAN, Sigstore, gitlab_env
+from support import channel_records, write_lockfile
 
 REPO = Path(__file__).resolve().parent.parent
 GITLAB_CI_LOCAL = REPO / "tests" / "js" / "node_modules" / ".bin" / "gitlab-ci-local"
@@ -247,3 +251,199 @@ def test_the_template_installs_its_own_release_with_every_hash(project: Project,
         assert not log.startswith("exit 0"), "9.9.9 is on no index here"
     finally:
         index.stop()
+
+
+IMAGE_PIPELINE = """\
+stages: [build, test]
+include:
+  - local: gitlab/pixi-pack.yml
+    inputs:
+      manifest-path: project
+      lockfile: project/pixi.lock
+      environments: [default, prod]
+      platforms: [linux-64, win-64]
+      version: preinstalled
+      collect: false
+      attest: true
+      build-image: true
+      image-base: BASE
+      image-args: --env 'GREETING=hi; touch pwned' --label "org.example.team=data"
+check-image:
+  stage: test
+  needs: [pixi-pack-image]
+  script:
+    - echo "image dotenv default=$PIXI_PACK_IMAGE_REF_DEFAULT prod=$PIXI_PACK_IMAGE_REF_PROD"
+"""
+
+
+class GitLabTokenServer(TokenServer):
+    """The token service as GitLab's ``JwtController`` reads a request: every ``scope`` parameter
+    split on whitespace (``scopes.flat_map(&:split)``), so one holding the space-delimited scopes
+    of a cross-repository mount's challenge counts as several."""
+
+    def token(self, path: str, authorization: str | None) -> str:
+        url = urllib.parse.urlsplit(path)
+        query = [
+            (key, part)
+            for key, value in urllib.parse.parse_qsl(url.query)
+            for part in (value.split() if key == "scope" else [value])
+        ]
+        return super().token(url._replace(query=urllib.parse.urlencode(query)).geturl(), authorization)
+
+
+def image_project(tmp_path: Path, channel: DemoChannel) -> tuple[Project, set[str]]:
+    """Two environments on linux-64 and win-64 (the demo project's prod has no win-64), and the
+    linux-64 packages only the default environment has."""
+    records = channel_records(channel.path, channel.url)
+    noarch = records.get("noarch", [])
+    wanted = ("hello-tool", "libgreet", "noarch-data")
+    envs = {
+        "default": {"linux-64": records["linux-64"] + noarch, "win-64": records["win-64"] + noarch},
+        "prod": {p: [r for r in records[p] + noarch if r.name.normalized in wanted] for p in ("linux-64", "win-64")},
+    }
+    folder = tmp_path / "image-project"
+    folder.mkdir()
+    (folder / "pixi.toml").write_text('[workspace]\nname = "demo"\nchannels = []\nplatforms = []\n')
+    lock = write_lockfile(folder / "pixi.lock", envs, channel.url)
+    only_default = {r.file_name for r in records["linux-64"] if r.name.normalized not in wanted}
+    return Project(folder, lock, channel, []), only_default
+
+
+def skopeo(*args: str) -> Any:
+    proc = subprocess.run(["/usr/bin/skopeo", *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout) if proc.stdout.lstrip().startswith(("{", "[")) else proc.stdout
+
+
+def test_image_job_builds_pushes_and_reports(channel: DemoChannel, tmp_path: Path, sigstore: Sigstore) -> None:
+    """build-image: one image job per environment, each one image of the Linux platforms (win-64
+    is packed, not imaged), pushed to the default $CI_REGISTRY_IMAGE/{environment}:$CI_COMMIT_SHORT_SHA
+    with the job's CI_REGISTRY_USER/PASSWORD through a token service, signed, built from the linux-64
+    pack job's download cache; the dotenv report's digest is the registry's; the archive artifact
+    reads as OCI and Docker archive; image-args are words, never shell."""
+    need("docker-registry", "umoci", "busybox")
+    user, password = "gitlab-ci-token", "job-token-s3cret"
+    tokens = GitLabTokenServer(tmp_path / "tokens", user, password)
+    base_layout = busybox_base(tmp_path / "base")
+    try:
+        with docker_registry(tmp_path / "registry", auth=tokens.auth_section()) as registry:
+            creds = f"--creds={user}:{password}"
+            base = f"{registry.host}/library/busybox:1"
+            skopeo("copy", "--dest-tls-verify=false", f"--dest-creds={user}:{password}", f"oci:{base_layout}:1",
+                   f"docker://{base}")  # fmt: skip
+            project, only_default = image_project(tmp_path, channel)
+            repo = make_repo(tmp_path, project, IMAGE_PIPELINE.replace("BASE", base))
+            image = f"{registry.host}/acme/pixi-app"
+            proc = gitlab_ci_local(
+                repo, "--force-shell-executor", "--shell-isolation",
+                "--variable", "GITLAB_CI=true", "--ignore-predefined-vars", "GITLAB_CI",
+                "--variable", f"SIGSTORE_ID_TOKEN={gitlab_env()['SIGSTORE_ID_TOKEN']}",
+                "--variable", f"PIXI_PACK_CI_SIGSTORE_TRUST_CONFIG={sigstore.trust_config}",
+                "--variable", f"CI_REGISTRY={registry.host}", "--variable", f"CI_REGISTRY_IMAGE={image}",
+                "--variable", f"CI_REGISTRY_USER={user}", "--variable", f"CI_REGISTRY_PASSWORD={password}",
+                "--variable", f"DOCKER_CONFIG={tmp_path / 'no-docker-config'}",
+            )  # fmt: skip
+            log = proc.stdout + proc.stderr
+            assert proc.returncode == 0, log[-6000:]
+            for job in ("pixi-pack-image: [default]", "pixi-pack-image: [prod]", "check-image"):
+                assert any(line.strip().startswith(f"PASS  {job}") for line in log.splitlines()), job
+            commands = [line for line in log.splitlines() if "> $ pixi-pack-ci image " in line]
+            assert len(commands) == 2 and all(" -p linux-64 " in c and "win-64" not in c for c in commands), commands
+            # The same cache as the linux-64 pack jobs: default's own packages were downloaded once.
+            assert log.count("imported cache '0_pixi-pack-linux-64-") == 2
+            downloads = {f: channel.server.requests[f"/linux-64/{f}"] for f in only_default}
+            assert downloads == dict.fromkeys(only_default, 1)
+
+            (echoed,) = [line for line in log.splitlines() if "> image dotenv " in line]
+            refs = dict(item.split("=", 1) for item in echoed.split("> image dotenv ", 1)[1].split())
+            short_sha = subprocess.run(["git", "rev-parse", "--short=8", "HEAD"], cwd=repo, capture_output=True,
+                                       text=True, check=True).stdout.strip()  # fmt: skip
+            for environment in ("default", "prod"):
+                name, _, digest = refs[environment].partition("@")
+                assert name == f"{image}/{environment}" and digest.startswith("sha256:")
+                tags = skopeo("list-tags", "--tls-verify=false", creds, f"docker://{name}")["Tags"]
+                assert sorted(tags) == sorted([short_sha, digest.replace(":", "-")])  # the tag and the signature
+                inspected = skopeo("inspect", "--tls-verify=false", creds, f"docker://{name}:{short_sha}")
+                assert inspected["Digest"] == digest and inspected["Architecture"] == "amd64"
+                assert inspected["Labels"] == {"org.example.team": "data"}
+                assert "GREETING=hi; touch pwned" in inspected["Env"]
+                manifest = skopeo("inspect", "--raw", "--tls-verify=false", creds, f"docker://{name}@{digest}")
+                assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"  # win-64: no index
+                assert manifest["annotations"]["org.opencontainers.image.base.name"] == base
+
+                archive = repo / "pixi-packs" / f"{environment}-image.tar"
+                assert skopeo("inspect", f"oci-archive:{archive}")["Digest"] == digest
+                config = skopeo("inspect", "--config", f"docker-archive:{archive}")
+                assert "GREETING=hi; touch pwned" in config["config"]["Env"]
+                bundle = json.loads(archive.with_name(archive.name + ".sigstore.json").read_text())
+                statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+                assert statement["subject"][0]["digest"] == {"sha256": digest.split(":", 1)[1]}
+                assert statement["predicate"]["buildDefinition"]["buildType"].endswith("#gitlab-ci-v1")
+            assert not list(repo.rglob("pwned"))
+    finally:
+        tokens.stop()
+
+
+def test_image_job_without_a_base_fails_in_one_line(project: Project, tmp_path: Path) -> None:
+    """build-image without image-base: the job fails before any download, saying so in one line
+    (there is no silent default base)."""
+    pipeline = INSTALL_ONLY + "      version: preinstalled\n      build-image: true\n"
+    repo = make_repo(tmp_path, project, pipeline)
+    proc = gitlab_ci_local(repo, "--force-shell-executor", "--shell-isolation", "pixi-pack-image")
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "FAIL  pixi-pack-image: [default]" in log, log[-3000:]
+    # The job's output: the installed version (before_script), then one line.
+    output = [line.split(" > ", 1)[1] for line in log.splitlines() if line.startswith("pixi-pack-image: [default] > ")]
+    assert output == [
+        f"pixi-pack-ci {__version__}",
+        "pixi-pack-ci: error: image-base is required with build-image: scratch, oci-layout:DIR[:TAG] or "
+        "REGISTRY/REPO[:TAG] (there is no default base)",
+    ], log[-3000:]
+
+
+def image_job_env(**variables: str) -> dict[str, str]:
+    """The image job's variables as the template sets them (arrays as gitlab-ci-local renders them)."""
+    return {
+        "PIXI_PACK_ENVIRONMENT": "default", "PIXI_PACK_ENVIRONMENTS": "default", "PIXI_PACK_PLATFORMS": "linux-64",
+        "PIXI_PACK_MANIFEST": ".", "PIXI_PACK_OUTPUT_DIR": "pixi-packs", "PIXI_PACK_IMAGE_BASE": "scratch",
+        "PIXI_PACK_IMAGE_TAGS": "registry.example/acme/app/{environment}:abc", "PIXI_PACK_IMAGE_PUSH": "true",
+        **variables,
+    }  # fmt: skip
+
+
+def test_image_job_inputs_are_checked_in_one_line() -> None:
+    from pixi_pack_ci.core import UsageError
+    from pixi_pack_ci.plugins.gitlab.image import image_arguments
+
+    def refused(**variables: str) -> str:
+        with pytest.raises(UsageError) as caught:
+            image_arguments(image_job_env(**variables))
+        return str(caught.value)
+
+    assert refused(PIXI_PACK_PLATFORMS="win-64,osx-arm64") == (
+        "build-image needs a Linux platform in platforms, got win-64, osx-arm64"
+    )
+    several = refused(PIXI_PACK_ENVIRONMENTS='["default", "prod"]', PIXI_PACK_IMAGE_TAGS="r.example/app:1")
+    assert several.startswith("image-tags: r.example/app:1 has no {environment}: with several environments")
+    assert refused(PIXI_PACK_IMAGE_TAGS="").startswith("image-tags is empty")
+    assert refused(PIXI_PACK_IMAGE_TAGS="/default:abc").startswith("image-tags: /default:abc has no registry")
+    assert refused(PIXI_PACK_IMAGE_ARGS="--env 'unclosed").startswith("image-args: ")
+    assert refused(PIXI_PACK_IMAGE_PUSH="yes") == "PIXI_PACK_IMAGE_PUSH must be true or false, got 'yes'"
+    # No push: no tags needed, and none checked.
+    argv = image_arguments(image_job_env(PIXI_PACK_IMAGE_PUSH="false", PIXI_PACK_IMAGE_TAGS=""))
+    assert "--push" not in argv and "oci-archive:pixi-packs/default-image.tar" in argv
+
+
+@pytest.mark.parametrize(
+    "rendered",
+    ['["linux-64", "win-64", "linux-aarch64"]', "[linux-64, win-64, linux-aarch64]", "linux-64,win-64,linux-aarch64",
+     "linux-64 win-64\nlinux-aarch64"],
+)  # fmt: skip
+def test_image_job_reads_array_inputs_however_rendered(rendered: str) -> None:
+    """GitLab renders an array inside a string as JSON, gitlab-ci-local with commas."""
+    from pixi_pack_ci.plugins.gitlab.image import image_arguments
+
+    argv = image_arguments(image_job_env(PIXI_PACK_PLATFORMS=rendered, PIXI_PACK_ENVIRONMENT="prod",
+                                         PIXI_PACK_ENVIRONMENTS=rendered.replace("linux-64", "prod")))  # fmt: skip
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "-p"] == ["linux-64", "linux-aarch64"]
+    assert argv[argv.index("--push") + 1] == "registry.example/acme/app/prod:abc"

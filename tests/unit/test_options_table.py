@@ -85,3 +85,64 @@ def test_hatch_image_settings_become_one_image_command(tmp_path: Path, monkeypat
         "image", "--from-pack", str(tmp_path / "app.tar"), "--base", "scratch", "--output",
         f"oci-layout:{tmp_path / 'app.oci'}", "-q", "--entrypoint", "python -m app", "--push", "ghcr.io/acme/app:1",
     ]]  # fmt: skip
+
+
+def _gitlab_image_job_variables() -> dict[str, list[str]]:
+    """GitLab input → the variables of the template's image job that carry it."""
+    text = (REPO / "gitlab" / "pixi-pack.yml").read_text()
+    job = text.split('\n"$[[ inputs.job-prefix ]]-image":\n', 1)[1].split("\n\n", 1)[0]
+    found: dict[str, list[str]] = {}
+    for variable, name in re.findall(r'(PIXI_PACK_[A-Z_]+): "?\$\[\[ inputs\.([a-z0-9-]+) \]\]"?$', job, re.MULTILINE):
+        found.setdefault(name, []).append(variable)
+    return found
+
+
+def _image_flags() -> set[str]:
+    from pixi_pack_ci.core.cli import build_parser
+    from pixi_pack_ci.core.plugin_manager import create_plugin_manager
+
+    parser = build_parser(create_plugin_manager())
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return {s for a in subparsers.choices["image"]._actions for s in a.option_strings}
+
+
+_IMAGE_JOB_ENV = {"PIXI_PACK_IMAGE_BASE": "scratch", "PIXI_PACK_IMAGE_PUSH": "false"}
+
+
+@pytest.mark.parametrize("flag", [f for f in PACK_FLAGS if f.gitlab and f.flag in _image_flags()], ids=lambda f: f.flag)
+def test_gitlab_image_job_passes_the_pack_flags_image_takes(flag: PackFlag, tmp_path: Path) -> None:
+    """An input of the pack jobs that ``image`` takes too reaches the image job's command: the
+    image is of the same environment as the packs."""
+    from pixi_pack_ci.plugins.gitlab.image import image_arguments
+
+    variables = _gitlab_image_job_variables().get(flag.gitlab)
+    assert variables, f"the image job has no variable for input {flag.gitlab}"
+    value = _value(flag, tmp_path)
+    argv = image_arguments({**_IMAGE_JOB_ENV, **dict.fromkeys(variables, value)})
+    names = [n for n in (flag.flag, flag.short) if n]
+    if flag.kind == "switch":
+        assert set(names) & set(argv), argv
+    else:
+        assert any(argv[i - 1] in names for i, a in enumerate(argv) if a == value), argv
+
+
+def test_gitlab_image_inputs_reach_the_image_command() -> None:
+    from pixi_pack_ci.plugins.gitlab.image import image_arguments
+
+    variables = _gitlab_image_job_variables()
+    inputs, text = _gitlab_inputs()
+    image_inputs = {"build-image", "image-base", "image-tags", "image-push", "image-args"}
+    assert image_inputs <= inputs and image_inputs <= set(variables), sorted(variables)
+    env = {
+        variables["environments"][0]: "prod", variables["image-base"][0]: "registry.example/base:1",
+        variables["image-tags"][0]: '["registry.example/app/{environment}:1"]', variables["image-push"][0]: "true",
+        variables["image-args"][0]: "--entrypoint 'app --serve' --compression zstd",
+        variables["output-dir"][0]: "out",
+    }  # fmt: skip
+    argv = image_arguments(env)
+    assert argv[argv.index("--base") + 1] == "registry.example/base:1"
+    assert argv[argv.index("--push") + 1] == "registry.example/app/prod:1"
+    assert argv[argv.index("--output") + 1] == "oci-archive:out/prod-image.tar"
+    assert argv[-4:] == ["--entrypoint", "app --serve", "--compression", "zstd"]
+    assert "--push" not in image_arguments({**env, variables["image-push"][0]: "false"})
+    assert 'if: $PIXI_PACK_BUILD_IMAGE != "true"' in text and variables["build-image"] == ["PIXI_PACK_BUILD_IMAGE"]
