@@ -378,14 +378,22 @@ def test_push_with_token_auth(image_channel: ImageChannel, tmp_path: Path) -> No
 
 def test_signed_with_a_key_verifies_and_is_attached(image_channel: ImageChannel, tmp_path: Path) -> None:
     """--sign-key: SLSA v1 for the image digest, beside the layout and as a referrer in the
-    registry (the sha256-<hex> fallback tag: distribution 2.8 has no referrers API); pixi-pack-ci
-    verify and cosign accept the image's manifest with it, and refuse another image's."""
+    registry (the sha256-<hex> fallback tag: distribution 2.8 has no referrers API); cosign finds
+    the referrer itself and accepts the pushed image, by tag and by digest; pixi-pack-ci verify and
+    cosign accept the image's manifest file with the bundle. Another image is refused: re-tagged
+    v1 (it has no bundle), with our referrer listed as its own (the statement names our digest),
+    its manifest file with our bundle."""
     need("skopeo")
-    from verifier_tools import debian_tool
+    from verifier_tools import debian_tool, run
 
     run_cli("keygen", "--output-prefix", tmp_path / "site", "--no-passphrase", check=True)
     project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0")
     out = tmp_path / "img"
+    # cosign < 3.0.4 goes to TUF (online) without a trusted root even for keys; any one will do.
+    root = tmp_path / "trusted_root.json"
+    root.write_text('{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}')
+    with_key = ["--type", "slsaprovenance1", "--key", str(tmp_path / "site.pub"), "--insecure-ignore-tlog",
+                "--trusted-root", str(root)]  # fmt: skip
     with docker_registry(tmp_path / "registry") as registry:
         ref = f"{registry.host}/acme/app"
         result = image_json(project, "--base", "scratch", "--output", f"oci-layout:{out}", "--push", f"{ref}:v1",
@@ -409,16 +417,33 @@ def test_signed_with_a_key_verifies_and_is_attached(image_channel: ImageChannel,
         layer = referrer["layers"][0]["digest"]
         with urllib.request.urlopen(f"http://{registry.host}/v2/acme/app/blobs/{layer}") as response:
             assert response.read() == bundle.read_bytes()
+        # cosign reads the image from the registry (plain http: a loopback host), finds the bundle
+        # under the fallback tag and checks it against the digest it resolved. cosign 2.x looks
+        # for bundles only with --new-bundle-format (3.0's default), else for legacy .att tags.
+        in_registry = [debian_tool("cosign"), "verify-attestation", "--new-bundle-format", *with_key]
+        for image in (f"{ref}:v1", f"{ref}@{digest}"):
+            checked = run([*in_registry, image])
+            assert checked.accepted, checked.describe()
+        other = image_json(project, "--base", "scratch", "--label", "x=y", "--push", f"{ref}:v1",
+                           "--output", f"oci-layout:{tmp_path / 'other'}")  # fmt: skip
+        retagged = run([*in_registry, f"{ref}:v1"])
+        assert not retagged.accepted and "no valid bundles" in retagged.output, retagged.describe()
+        # Our bundle listed under the other image's fallback tag: found, and refused.
+        request = urllib.request.Request(
+            f"http://{registry.host}/v2/acme/app/manifests/{other['digest'].replace(':', '-')}",
+            data=fallback.stdout.encode(), method="PUT",
+            headers={"Content-Type": "application/vnd.oci.image.index.v1+json"},
+        )  # fmt: skip
+        urllib.request.urlopen(request).close()
+        borrowed = run([*in_registry, f"{ref}@{other['digest']}"])
+        assert not borrowed.accepted, borrowed.describe()
+        assert "does not match any digest in statement" in borrowed.output, borrowed.describe()
     manifest = out / "blobs" / "sha256" / digest.split(":")[1]
     verified = run_cli("verify", manifest, "--bundle", bundle, "--key", tmp_path / "site.pub")
     assert verified.returncode == 0, verified.stderr.decode()
-    root = tmp_path / "trusted_root.json"
-    root.write_text('{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}')
-    cosign = [debian_tool("cosign"), "verify-blob-attestation", "--bundle", str(bundle), "--type", "slsaprovenance1",
-              "--key", str(tmp_path / "site.pub"), "--insecure-ignore-tlog", "--trusted-root", str(root)]  # fmt: skip
+    cosign = [debian_tool("cosign"), "verify-blob-attestation", "--bundle", str(bundle), *with_key]
     accepted = subprocess.run([*cosign, str(manifest)], capture_output=True, text=True)
     assert accepted.returncode == 0, accepted.stderr
-    other = image_json(project, "--base", "scratch", "--label", "x=y", "--output", f"oci-layout:{tmp_path / 'other'}")
     other_manifest = tmp_path / "other" / "blobs" / "sha256" / other["digest"].split(":")[1]
     assert run_cli("verify", other_manifest, "--bundle", bundle, "--key", tmp_path / "site.pub").returncode != 0
     assert subprocess.run([*cosign, str(other_manifest)], capture_output=True).returncode != 0
@@ -427,9 +452,11 @@ def test_signed_with_a_key_verifies_and_is_attached(image_channel: ImageChannel,
 def test_keyless_image_attestation_passes_gh_bundle_from_oci(
     image_channel: ImageChannel, tmp_path: Path, sigstore: Sigstore
 ) -> None:
-    """--attest in a GitHub job (the loopback Sigstore): gh finds the referrer in the registry and
-    verifies it for the repository; another repository, or another image, is refused."""
-    from verifier_tools import clean_env, venv_tool
+    """--attest in a GitHub job (the loopback Sigstore): gh and cosign find the referrer in the
+    registry and verify it for the repository; another repository, or another image, is refused,
+    and so is everything by cosign without the loopback Sigstore's trusted root."""
+    from signing import GITHUB_ISSUER, SAN
+    from verifier_tools import clean_env, debian_tool, fulcio_roots_pem, run, venv_tool
 
     project = image_channel.project(tmp_path / "p", "other")
     with docker_registry(tmp_path / "registry") as registry:
@@ -453,6 +480,28 @@ def test_keyless_image_attestation_passes_gh_bundle_from_oci(
         assert accepted.returncode == 0, accepted.stdout + accepted.stderr
         assert gh(f"{ref}:v1", "acme/other").returncode != 0
         assert gh(f"{ref}@{other['digest']}", "acme/pixi-app").returncode != 0
+
+        # cosign 2.5.0 needs the Fulcio roots named in SIGSTORE_ROOT_FILE only to stay offline
+        # (verifier_tools.fulcio_roots_pem); the bundle is checked against --trusted-root.
+        roots = {"SIGSTORE_ROOT_FILE": str(fulcio_roots_pem(sigstore.trusted_root, tmp_path / "fulcio.pem"))}
+        empty_root = tmp_path / "empty_root.json"
+        empty_root.write_text('{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}')
+
+        def cosign(image: str, repository: str, trusted_root: Path = sigstore.trusted_root) -> Any:
+            command = [debian_tool("cosign"), "verify-attestation", "--new-bundle-format", "--type", "slsaprovenance1",
+                       "--trusted-root", str(trusted_root), "--certificate-identity", SAN,
+                       "--certificate-oidc-issuer", GITHUB_ISSUER,
+                       "--certificate-github-workflow-repository", repository, image]  # fmt: skip
+            return run(command, env=roots)
+
+        checked = cosign(f"{ref}:v1", "acme/pixi-app")
+        assert checked.accepted, checked.describe()
+        wrong_repository = cosign(f"{ref}:v1", "acme/other")
+        assert not wrong_repository.accepted and "GithubWorkflowRepository" in wrong_repository.output
+        unsigned = cosign(f"{ref}@{other['digest']}", "acme/pixi-app")
+        assert not unsigned.accepted and "no valid bundles" in unsigned.output, unsigned.describe()
+        untrusted = cosign(f"{ref}:v1", "acme/pixi-app", trusted_root=empty_root)
+        assert not untrusted.accepted and "transparency log" in untrusted.output, untrusted.describe()
 
 
 def test_push_retries_resets_and_5xx_and_fails_cleanly(image_channel: ImageChannel, tmp_path: Path) -> None:

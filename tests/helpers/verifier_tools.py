@@ -8,9 +8,12 @@ machine's GitHub variables removed, so none of them talks to GitHub by accident.
 
 from __future__ import annotations
 
+import base64
 import functools
+import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -31,6 +34,18 @@ def debian_tool(name: str) -> str:
     path = DEBIAN_TOOLS / name
     assert os.access(path, os.X_OK), f"scripts/tools.sh did not provide {path}"
     return str(path)
+
+
+def fulcio_roots_pem(trusted_root: Path, out: Path) -> Path:
+    """The certificate authorities of a ``trusted_root.json`` as one PEM file at ``out``, for
+    cosign 2.5.0's ``SIGSTORE_ROOT_FILE``: its ``verify-attestation`` of an image loads Fulcio's
+    roots before anything else, from TUF (online) unless that variable names a file, and then
+    verifies the bundle against ``--trusted-root`` alone (cosign 2.6.0 skips the first step when
+    given a trusted root, sigstore/cosign#4347)."""
+    authorities = json.loads(trusted_root.read_text())["certificateAuthorities"]
+    der = [base64.b64decode(c["rawBytes"]) for ca in authorities for c in ca["certChain"]["certificates"]]
+    out.write_text("".join(ssl.DER_cert_to_PEM_cert(d) for d in der))
+    return out
 
 
 def venv_tool(name: str) -> str:
