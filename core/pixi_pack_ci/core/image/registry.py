@@ -140,7 +140,10 @@ class Registry:
             return True
         if scheme != "bearer" or "realm" not in params:
             return False
-        scopes = list(dict.fromkeys(s for s in (params.get("scope", ""), *scope.split(" ")) if s))
+        # One ``scope`` parameter per scope, as the token spec asks: a challenge names several
+        # (a cross-repository mount's) in one space-separated string, which some services take
+        # as one scope they do not know.
+        scopes = list(dict.fromkeys(s for s in (*params.get("scope", "").split(" "), *scope.split(" ")) if s))
         query: list[tuple[str, str | int | float | bool | None]] = [("scope", s) for s in scopes]
         if params.get("service"):
             query.insert(0, ("service", params["service"]))
