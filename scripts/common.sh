@@ -6,10 +6,15 @@ cd "$root" || exit 1
 venv="${PIXI_PACK_CI_VENV:-$root/.venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 
-# apt_install_missing COMMAND[=PACKAGE,PACKAGE]...: install the Debian packages of the commands not
-# on PATH (the package is the command's name unless given). Needs apt-get and root; else does nothing.
+# apt_install_missing [--no-install-recommends] COMMAND[=PACKAGE,PACKAGE]...: install the Debian
+# packages of the commands not on PATH (the package is the command's name unless given). Needs
+# apt-get and root; else does nothing.
 apt_install_missing() {
-  local wanted="" spec
+  local wanted="" spec options=()
+  if [ "${1:-}" = --no-install-recommends ]; then
+    options=("$1")
+    shift
+  fi
   for spec in "$@"; do
     command -v "${spec%%=*}" >/dev/null 2>&1 && continue
     if [[ "$spec" == *=* ]]; then wanted="$wanted ${spec#*=}"; else wanted="$wanted $spec"; fi
@@ -18,5 +23,5 @@ apt_install_missing() {
   [ -n "$wanted" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] || return 0
   echo "== installing$wanted (Debian)"
   # shellcheck disable=SC2086  # a list of package names
-  (apt-get update -qq && apt-get install -y -qq $wanted) >/dev/null 2>&1
+  (apt-get update -qq && apt-get install -y -qq "${options[@]}" $wanted) >/dev/null 2>&1
 }

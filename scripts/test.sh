@@ -18,10 +18,12 @@ fi
 # gitlab-ci-local; shellcheck (actionlint checks the workflows' scripts with it); rsync (gitlab-ci-local).
 apt_install_missing npm=nodejs,npm
 apt_install_missing shellcheck rsync || echo "(could not install shellcheck or rsync)"
-# The image tests' real components: a registry (distribution), skopeo, umoci and runc, and a static
-# busybox for the base image they build. Without root or apt those tests skip, naming the tool.
-apt_install_missing docker-registry skopeo umoci runc busybox=busybox-static ||
-  { echo "scripts/test.sh: error: cannot install docker-registry skopeo umoci runc busybox-static (Debian)" >&2; exit 1; }
+# The image tests' real components: a registry (distribution), skopeo, umoci and runc, a static
+# busybox for the base image they build, and podman (podman load and run of an archive; ~12 MB,
+# ~15 s once). Without recommends: podman's (buildah, fuse-overlayfs, slirp4netns, ...) and runc's
+# (criu) are not needed. Without root or apt those tests skip, naming the tool.
+apt_install_missing --no-install-recommends docker-registry skopeo umoci runc busybox=busybox-static podman ||
+  { echo "scripts/test.sh: error: cannot install docker-registry skopeo umoci runc busybox-static podman (Debian)" >&2; exit 1; }
 if [ ! -d tests/js/node_modules/@sigstore/verify ] || [ ! -x tests/js/node_modules/.bin/gitlab-ci-local ]; then
   npm ci --prefix tests/js --no-audit --no-fund --loglevel=error >/dev/null
 fi

@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import tarfile
@@ -20,7 +21,16 @@ from typing import Any
 import pytest
 import rattler
 from harness import Project, assert_clean_error, run_cli
-from image_support import FaultyProxy, TokenServer, busybox_base, docker_registry, image_specs, need, run_image
+from image_support import (
+    FaultyProxy,
+    TokenServer,
+    busybox_base,
+    docker_registry,
+    image_specs,
+    need,
+    podman_store,
+    run_image,
+)
 from signing import Sigstore, github_env
 from support import ChannelServer, add_pypi_hashes, build_channel, build_wheel, channel_records, write_lockfile
 
@@ -184,6 +194,39 @@ def test_archive_is_read_as_oci_and_docker_archive(image_channel: ImageChannel, 
     )
     assert docker.returncode == 0, docker.stderr
     assert "CONDA_PREFIX=/app/.pixi/envs/default" in json.loads(docker.stdout)["config"]["Env"]
+
+
+def test_archive_loads_into_podman_and_runs(image_channel: ImageChannel, base_layout: Path, tmp_path: Path) -> None:
+    """podman load (Debian's podman 4.3, in a store of its own) reads the archive as an OCI
+    archive: the image ID is our config digest, its digest our manifest's, and podman run runs the
+    entrypoint with the activation. podman names the image by the layout's
+    org.opencontainers.image.ref.name, the tag, as if it were a repository (localhost/v3:latest).
+    From an archive of two platforms it loads this machine's."""
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0", "envvars")
+    archive = tmp_path / "image.tar"
+    result = image_json(project, "--base", f"oci-layout:{base_layout}:1", "--entrypoint", "greet",
+                        "--output", f"oci-archive:{archive}:v3")  # fmt: skip
+    multi = image_channel.project(tmp_path / "m", "other", platforms=("linux-64", "linux-aarch64"))
+    both = image_json(multi, "-p", "linux-64", "-p", "linux-aarch64", "--base", "scratch",
+                      "--output", f"oci-archive:{tmp_path / 'multi.tar'}:m1")  # fmt: skip
+    with podman_store() as podman:
+        loaded = podman("load", "-i", archive)
+        assert loaded.returncode == 0, loaded.stderr
+        assert "Loaded image: localhost/v3:latest" in loaded.stdout, loaded.stdout
+        (image,) = json.loads(podman("image", "inspect", "localhost/v3:latest").stdout)
+        assert image["Id"] == result["images"][0]["config_digest"].split(":")[1]
+        assert image["Digest"] == result["digest"]
+        assert image["RepoTags"] == ["localhost/v3:latest"]
+        ran = podman("run", "--rm", "--network", "none", "localhost/v3:latest")
+        assert ran.returncode == 0, ran.stderr
+        assert "hello from greeter" in ran.stdout and "libdata 1.0" in ran.stdout
+        assert "CONDA_PREFIX=/app/.pixi/envs/default\n" in ran.stdout and "FOO=bar\n" in ran.stdout
+        loaded = podman("load", "-i", tmp_path / "multi.tar")
+        assert loaded.returncode == 0, loaded.stderr
+        (image,) = json.loads(podman("image", "inspect", "localhost/m1:latest").stdout)
+        here = {"x86_64": "linux-64", "aarch64": "linux-aarch64"}[platform.machine()]
+        (wanted,) = [i for i in both["images"] if i["platform"] == here]
+        assert image["Id"] == wanted["config_digest"].split(":")[1]
 
 
 def test_from_pack_and_zstd(image_channel: ImageChannel, base_layout: Path, tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Helpers of the image tests: a channel of small packages, a Debian busybox base image made with
-umoci, a real registry (Debian's docker-registry) on 127.0.0.1, and running an image with
-umoci + runc. Tests that need a tool skip, naming it, when it is missing."""
+umoci, a real registry (Debian's docker-registry) on 127.0.0.1, running an image with umoci + runc,
+and podman with a store of its own. Tests that need a tool skip, naming it, when it is missing."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,39 @@ def run_image(layout: Path, tag: str, work: Path, *args: str) -> subprocess.Comp
     config_path.write_text(json.dumps(config))
     name = f"pixi-pack-ci-test-{os.getpid()}-{time.monotonic_ns()}"
     return subprocess.run(["runc", "run", "--bundle", bundle, name], capture_output=True, text=True, timeout=60)
+
+
+@contextmanager
+def podman_store() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
+    """Debian's podman with an image store of its own, removed afterwards: ``podman(*args)``.
+    The machine's /var/lib/containers and containers.conf are never read or written: vfs
+    storage, runc, cgroupfs, events in a file, no network. ulimits are set low because podman's
+    rootful defaults (1048576 open files) are more than a container running the tests may grant.
+    The folder is short: conmon's sockets live under it, and socket paths are limited to 108 bytes."""
+    need("podman")
+    folder = Path(tempfile.mkdtemp(prefix="podman-"))
+    try:
+        (folder / "storage.conf").write_text(
+            f'[storage]\ndriver = "vfs"\ngraphroot = "{folder}/root"\nrunroot = "{folder}/run"\n'
+        )
+        (folder / "containers.conf").write_text(
+            '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n'
+            '[engine]\nevents_logger = "file"\ncgroup_manager = "cgroupfs"\nruntime = "runc"\n'
+        )
+        env = {
+            **os.environ,
+            "CONTAINERS_CONF": str(folder / "containers.conf"),
+            "CONTAINERS_STORAGE_CONF": str(folder / "storage.conf"),
+        }
+        common = ["podman", "--root", f"{folder}/root", "--runroot", f"{folder}/run", "--tmpdir", f"{folder}/tmp"]
+
+        def podman(*args: str | Path) -> subprocess.CompletedProcess[str]:
+            command = [*common, *map(str, args)]
+            return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+
+        yield podman
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def free_port() -> int:
