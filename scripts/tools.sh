@@ -61,6 +61,11 @@ for spec in "${wanted[@]}"; do
 done
 
 if [ "${#missing[@]}" -gt 0 ]; then
+  if [ ! -r "$keyring" ]; then
+    # Ubuntu (GitHub's runners) packages Debian's keyring too; root or password-less sudo installs it.
+    if [ "$(id -u)" = 0 ]; then as_root=(); else as_root=(sudo -n); fi
+    { "${as_root[@]}" apt-get update -qq && "${as_root[@]}" apt-get install -y -qq debian-archive-keyring; } >/dev/null 2>&1 || true
+  fi
   [ -r "$keyring" ] || fail "cannot check Debian trixie's signature: $keyring is missing (apt-get install debian-archive-keyring)"
   state="$cache/apt"
   mkdir -p "$state/sources.list.d" "$state/lists/partial" "$state/archives/partial"
