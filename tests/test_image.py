@@ -246,6 +246,15 @@ def test_from_pack_and_zstd(image_channel: ImageChannel, base_layout: Path, tmp_
     folder = image_json("--from-pack", tmp_path / "env-dir", "--base", f"oci-layout:{base_layout}:1",
                         "--output", f"oci-layout:{tmp_path / 'img-dir'}", "--entrypoint", "greet")  # fmt: skip
     assert folder["digest"] == json.loads((out / "index.json").read_text())["manifests"][0]["digest"]
+    # With --use-cache, building from the pack again installs nothing (the pack's own paths in this
+    # run's temporary folder are not part of the environment's key) and gives the same image.
+    cached = [
+        image_json("--from-pack", tmp_path / "env-dir", "--base", f"oci-layout:{base_layout}:1", "--use-cache",
+                   tmp_path / "cache", "--output", f"oci-layout:{tmp_path / f'img-{i}'}", "--entrypoint", "greet")
+        for i in (1, 2)
+    ]  # fmt: skip
+    assert [c["images"][0]["installed"] for c in cached] == [True, False]
+    assert {c["digest"] for c in cached} == {folder["digest"]}
     pytest.importorskip("zstandard")
     z = image_json("--from-pack", tmp_path / "env.tar", "--base", "scratch", "--compression", "zstd",
                    "--output", f"oci-layout:{tmp_path / 'z'}")  # fmt: skip
@@ -700,11 +709,13 @@ def test_layer_cache_skips_unchanged_layers_and_trusts_only_its_own(
     again = image_json(p1, *common, "--output", f"oci-layout:{tmp_path / 'b'}")
     assert again["digest"] == first["digest"]
     cached = {x["contents"]: x["cached"] for x in again["images"][0]["layers"]}
+    # Unchanged: nothing installed, the top layer too from the cache (the environment's record).
+    assert not again["images"][0]["installed"]
     assert cached == {
         "greeter": True,
         "libdata": True,
         "envvars": True,
-        "environment files of no single package": False,
+        "environment files of no single package": True,
     }
     p2 = image_channel.project(tmp_path / "p2", "greeter", "libdata=1.1", "envvars")
     bumped = image_json(p2, *common, "--output", f"oci-layout:{tmp_path / 'c'}")
@@ -719,14 +730,95 @@ def test_layer_cache_skips_unchanged_layers_and_trusts_only_its_own(
     tampered = image_json(p1, *common, "--output", f"oci-layout:{tmp_path / 'd'}")
     assert tampered["digest"] == first["digest"]
     assert not any(x["cached"] for x in tampered["images"][0]["layers"])
-    for record in records.iterdir():
+    environments = tmp_path / "cache" / "image-layers" / "environments"
+    for record in [*records.iterdir(), *environments.iterdir()]:
         data = json.loads(record.read_text())
         record.write_text(json.dumps({**data, "mac": "0" * 64}))
     forged = image_json(p1, *common, "--output", f"oci-layout:{tmp_path / 'e'}")
     assert forged["digest"] == first["digest"]
+    assert forged["images"][0]["installed"]
     assert not any(x["cached"] for x in forged["images"][0]["layers"])
     healed = image_json(p1, *common, "--output", f"oci-layout:{tmp_path / 'f'}")  # the entries written afresh
-    assert sum(x["cached"] for x in healed["images"][0]["layers"]) == 3
+    assert healed["digest"] == first["digest"]
+    assert not healed["images"][0]["installed"]
+    assert all(x["cached"] for x in healed["images"][0]["layers"])
+
+
+def test_unchanged_rebuild_installs_nothing_and_a_changed_input_reuses_no_stale_layer(
+    image_channel: ImageChannel, base_layout: Path, tmp_path: Path
+) -> None:
+    """With --use-cache, an unchanged rebuild installs nothing (every environment layer, the top
+    one too, comes from the layer cache's record of the environment) and gives the digests of a
+    cold build. A changed input gives what a cold build with it gives: another prefix, activation
+    or image time installs again (they change the top layer); --env changes only the config."""
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0", "envvars", "activator")
+    common = ("--base", f"oci-layout:{base_layout}:1", "--layers", "per-package")
+    cache = tmp_path / "cache"
+
+    def build(name: str, *extra: str, warm: bool = True, env: dict[str, str] | None = None) -> dict[str, Any]:
+        cached = ("--use-cache", str(cache)) if warm else ()
+        return image_json(project, *common, *extra, *cached, "--output", f"oci-layout:{tmp_path / name}", env=env)
+
+    first = build("first")
+    assert first["images"][0]["installed"]
+    again = build("again")
+    assert not again["images"][0]["installed"]
+    assert again["digest"] == first["digest"]
+    assert again["images"][0]["config_digest"] == first["images"][0]["config_digest"]
+    env_layers = [x for x in again["images"][0]["layers"] if x["contents"] != "base"]
+    assert env_layers and all(x["cached"] for x in env_layers)
+    assert build("cold", warm=False)["digest"] == first["digest"]
+    top = first["images"][0]["layers"][-1]
+    assert top["contents"] == "environment files of no single package"
+    changes: list[tuple[tuple[str, ...], dict[str, str] | None, bool]] = [
+        (("--prefix", "/opt/env"), None, True),
+        (("--activation", "env"), None, True),
+        ((), {"SOURCE_DATE_EPOCH": "1700000000"}, True),
+        (("--env", "K=V"), None, False),
+    ]
+    for i, (extra, env, reinstalls) in enumerate(changes):
+        warm, cold = build(f"warm{i}", *extra, env=env), build(f"cold{i}", *extra, warm=False, env=env)
+        assert warm["digest"] == cold["digest"] != first["digest"], extra or env
+        assert warm["images"][0]["installed"] is reinstalls, extra or env
+        layers = warm["images"][0]["layers"]
+        assert (layers[-1]["digest"] == top["digest"]) is not reinstalls, extra or env
+        if reinstalls:
+            assert not layers[-1]["cached"], extra or env
+        assert build(f"again{i}", *extra, env=env)["digest"] == warm["digest"]  # and now from the cache
+    config = json.loads((tmp_path / "warm3" / "blobs" / "sha256" / warm["images"][0]["config_digest"][7:]).read_bytes())
+    assert "K=V" in config["config"]["Env"]
+
+
+def test_a_cached_rebuild_asks_the_layering_plugins_again(image_channel: ImageChannel, tmp_path: Path) -> None:
+    """An environment recalled from the layer cache still goes through pixi_pack_ci_image_layers,
+    once per run: laid out as recorded, its layers are used; laid out otherwise, it is installed
+    and written as a cold build would be."""
+    calls = tmp_path / "calls"
+    site = install_plugin(
+        tmp_path / "site",
+        "merge_layers",
+        "import os\nfrom pixi_pack_ci.core import hookimpl\n\n"
+        "@hookimpl\ndef pixi_pack_ci_image_layers(layers, platform, options):\n"
+        f"    with open({str(calls)!r}, 'a') as out:\n        out.write('call\\n')\n"
+        "    if not os.environ.get('MERGE'):\n        return\n"
+        "    merged = [p for layer in layers[:-1] for p in layer.paths]\n"
+        "    layers[:-1] = [type(layers[0])(sorted(merged), 'all packages', max(x.time for x in layers[:-1]))]\n",
+    )
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0", "envvars")
+    common = ("--base", "scratch", "--layers", "per-package")
+    cache = ("--use-cache", str(tmp_path / "cache"))
+    merge = {"PYTHONPATH": site, "MERGE": "1"}
+    runs = [
+        image_json(project, *common, *cache, "--output", f"oci-layout:{tmp_path / name}", env=env)
+        for name, env in (("a", merge), ("b", merge), ("c", {"PYTHONPATH": site}))
+    ]
+    cold = image_json(project, *common, "--output", f"oci-layout:{tmp_path / 'd'}", env={"PYTHONPATH": site})
+    assert [r["images"][0]["installed"] for r in runs] == [True, False, True]
+    assert runs[0]["digest"] == runs[1]["digest"] != runs[2]["digest"] == cold["digest"]
+    assert [x["contents"] for x in runs[1]["images"][0]["layers"]] == [
+        "all packages", "environment files of no single package"
+    ]  # fmt: skip
+    assert calls.read_text().splitlines() == ["call"] * 4  # once per run
 
 
 def test_base_from_another_registry(image_channel: ImageChannel, base_layout: Path, tmp_path: Path) -> None:

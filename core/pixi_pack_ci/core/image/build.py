@@ -5,6 +5,7 @@ all; a push sends blobs first, manifests by digest next, and tags last."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import shutil
@@ -16,20 +17,23 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .. import __version__
+from ..cache import file_digest
 from ..model import ImageLayer, ImageOptions, ImageResult, PackOptions
 from ..plugin_manager import PluginManager
 from . import environment as env_mod
 from .additions import Addition, addition_files, parse_add
 from .base import BaseImage, fetch_base_layers, layout_base, registry_base
-from .blobs import INDEX, MANIFEST, BlobStore, Descriptor
+from .blobs import INDEX, MANIFEST, BlobStore, Descriptor, canonical_json
 from .errors import ImageError, ImageUsageError
 from .imageconfig import ConfigSettings, make_config, make_manifest, parse_command, parse_pairs, timestamp
 from .layercache import LayerCache
 from .layers import (
     MAX_TOTAL_LAYERS,
     Compression,
+    LayerBlob,
     LayerFiles,
     assign,
     find_units,
@@ -41,6 +45,9 @@ from .layers import (
 from .outputs import write_archive, write_layout
 from .refs import DEFAULT_PREFIX, ImageRef, LayoutRef, Output, oci_platform, parse_base, parse_output, parse_reference
 from .registry import Credentials, Registry, new_client, push_referrer
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("pixi_pack_ci")
 
@@ -145,6 +152,8 @@ class BuiltImage:
     base: BaseImage
     #: Layer digest → what it holds.
     contents: dict[str, str]
+    #: The environment was installed in this run (else every layer came from its record in the layer cache).
+    installed: bool = True
 
     @property
     def blobs(self) -> list[str]:
@@ -160,13 +169,18 @@ class Builder:
         self.options = options
         self.work = work
         self.store = BlobStore(work / "store")
-        self.client = new_client()
+        #: Made when a registry is first needed: its TLS set-up is start-up a local build never needs.
+        self.client: httpx.Client | None = None
         self.registries: dict[str, Registry] = {}
         #: Layers taken from the layer cache, for the output.
         self.cached: set[str] = set()
+        #: (platform, layout before) → the layers after the plugins' say (``plugin_plan``).
+        self.plugin_plans: dict[tuple[str, str], list[ImageLayer]] = {}
 
     def registry(self, ref: ImageRef) -> Registry:
         if ref.registry not in self.registries:
+            if self.client is None:
+                self.client = new_client()
             given = self.request.push_credentials
             pushed_to = {p.registry for p in self.request.pushes}
             self.registries[ref.registry] = Registry(
@@ -191,35 +205,36 @@ class Builder:
         base = self.resolve_base(platform)
         request = self.request
         epoch = image_time(source.newest_timestamp)
-        started = time.time() - 2  # file times have a coarser grain on some file systems
-        root = env_mod.install(source, self.work / f"install-{index}", request.prefix)
-        has_scripts = env_mod.has_activate_scripts(root)
-        script = request.activation == "script" or (request.activation == "auto" and has_scripts)
-        if has_scripts and not script:
-            log.warning("packages ship etc/conda/activate.d scripts; --activation env does not run them")
-        entrypoint = None
-        if script:
-            if not base.layers and not (root / "bin" / "bash").exists():  # scratch: no /bin/sh either
-                raise ImageError(
-                    "--activation script needs a shell: --base scratch has no /bin/sh and the environment no bash"
-                )
-            entrypoint = str(env_mod.write_entrypoint(root, request.prefix))
-        env = env_mod.activation_env(
-            root, request.prefix, request.environment, list((base.config.get("config") or {}).get("Env") or [])
-        )
-        layer_plan, top = self.plan_layers(root, source, len(base.layers) + len(request.additions), epoch)
-        files = LayerFiles(root, request.prefix, epoch, started)
+        below = len(base.layers) + len(request.additions)
         cache = LayerCache(request.cache_dir, request.compression) if request.cache_dir is not None else None
-        blobs = write_layers(
-            files, layer_plan, self.store, request.compression, cache, lambda layer: top.isdisjoint(layer.paths)
-        )
+        key = cache.environment_key(self.environment_inputs(source, epoch)) if cache is not None else None
+        recalled = self.recall(cache, key, source, below) if cache is not None and key is not None else None
+        if recalled is not None:
+            blobs, activation = recalled
+            entrypoint = self.entrypoint(activation, base)
+            log.info("%s: every environment layer from the layer cache; nothing installed", source.platform)
+        else:
+            blobs, activation, entrypoint = self.install(source, index, base, epoch, below, cache, key)
         for addition in request.additions:  # after the environment: what changes most comes last
             added, paths = addition_files(addition, self.work / f"install-{index}", epoch)
             blobs.append(write_layer(added, paths, self.store, request.compression, f"files at {addition.dest}"))
+        env = env_mod.activation_env(
+            activation.env_vars,
+            request.prefix,
+            request.environment,
+            list((base.config.get("config") or {}).get("Env") or []),
+        )
         created = timestamp(epoch)
         history = [{"created": created, "created_by": "pixi-pack-ci image", "comment": b.comment} for b in blobs]
         config = make_config(
-            base.config, platform, env, request.settings, entrypoint, [b.diff_id for b in blobs], history, created
+            base.config,
+            platform,
+            env,
+            request.settings,
+            None if entrypoint is None else str(entrypoint),
+            [b.diff_id for b in blobs],
+            history,
+            created,
         )
         config_desc = self.store.put_json(config, "application/vnd.oci.image.config.v1+json")
         layers = [*base.layers, *(b.descriptor for b in blobs)]
@@ -228,14 +243,119 @@ class Builder:
         shutil.rmtree(self.work / f"install-{index}", ignore_errors=True)
         contents = {b.descriptor.digest: b.comment for b in blobs}
         self.cached.update(b.descriptor.digest for b in blobs if b.cached)
-        return BuiltImage(source.platform, manifest, config_desc, layers, base, contents)
+        return BuiltImage(source.platform, manifest, config_desc, layers, base, contents, recalled is None)
+
+    def environment_inputs(self, source: env_mod.EnvironmentSource, epoch: int) -> dict[str, Any]:
+        """Everything the installed environment, its activation facts and its layer plan (before
+        the plugins) depend on, for the environment record's key; the layer cache adds its salt
+        (format, compression and its version, py-rattler's version). The base, ``--env`` and the
+        other config flags are not here: they go into the config, made afresh every run.
+
+        Each package is its whole record (its archive's sha256 says its files) but for ``url`` and
+        ``channel``: where this machine keeps the archive, which ``conda-meta`` never shows (both
+        are rewritten from ``urls``). Each wheel is its sha256: the one the fetch checked it
+        against, else read from the file."""
+        request = self.request
+        local = ("url", "channel")
+        return {
+            "version": __version__,
+            "platform": source.platform,
+            "prefix": str(request.prefix),
+            "activation": request.activation,
+            "layers": request.layers,
+            "max_layers": request.max_layers,
+            "epoch": epoch,
+            "records": [
+                {k: v for k, v in d.items() if k not in local or d.get("fn") not in source.urls}
+                for d in source.record_dicts
+            ],
+            "urls": source.urls,
+            "wheels": [[w.name, source.wheel_sha256.get(w.name) or file_digest(w, "sha256")] for w in source.wheels],
+        }
+
+    def recall(
+        self, cache: LayerCache, key: str, source: env_mod.EnvironmentSource, below: int
+    ) -> tuple[list[LayerBlob], env_mod.Activation] | None:
+        """The environment's layers and activation facts from its record in the layer cache, with
+        no install: only when the record is this user's (its MAC), the plugins lay out the recorded
+        plan as they did then, and every layer is still in the cache with its digest."""
+        body = cache.recall_environment(key)
+        if body is None:
+            return None
+        try:
+            activation = env_mod.Activation.from_json(body["activation"])
+            plan = [ImageLayer([str(p) for p in paths], str(what), int(at)) for paths, what, at in body["plan"]]
+            layout, recorded = str(body["layout"]), [(str(d), str(i), int(n)) for d, i, n in body["layers"]]
+        except (KeyError, TypeError, ValueError):
+            return None
+        plan = self.plugin_plan(plan, source.platform, below)
+        if _layout(plan) != layout or len(plan) != len(recorded):
+            return None  # a plugin lays it out otherwise now: installed and written afresh
+        blobs = cache.take([(*r, layer.comment) for r, layer in zip(recorded, plan, strict=True)], self.store)
+        if blobs is None:
+            log.info("a layer of the environment record is gone or changed; installing the environment")
+            return None
+        return blobs, activation
+
+    def install(
+        self,
+        source: env_mod.EnvironmentSource,
+        index: int,
+        base: BaseImage,
+        epoch: int,
+        below: int,
+        cache: LayerCache | None,
+        key: str | None,
+    ) -> tuple[list[LayerBlob], env_mod.Activation, PurePosixPath | None]:
+        """Install the environment, lay it out and write its layers (the package layers from the
+        layer cache when it has them); then record it all, so an unchanged rebuild installs nothing."""
+        request = self.request
+        started = time.time() - 2  # file times have a coarser grain on some file systems
+        root = env_mod.install(source, self.work / f"install-{index}", request.prefix)
+        activation = env_mod.Activation.of(root)
+        entrypoint = self.entrypoint(activation, base)
+        if entrypoint is not None:
+            env_mod.write_entrypoint(root, request.prefix)
+        before, top = self.plan_layers(root, source, epoch)
+        plan = self.plugin_plan(before, source.platform, below)
+        files = LayerFiles(root, request.prefix, epoch, started)
+
+        def cacheable(layer: ImageLayer) -> bool:
+            return top.isdisjoint(layer.paths)
+
+        blobs = write_layers(files, plan, self.store, request.compression, cache, cacheable)
+        if cache is not None and key is not None:
+            body = {
+                "activation": activation.to_json(),
+                "plan": [[layer.paths, layer.comment, layer.time] for layer in before],
+                "layout": _layout(plan),
+                "layers": [[b.descriptor.digest, b.diff_id, b.descriptor.size] for b in blobs],
+            }
+            # The cacheable layers are in the cache already (taken from it, or put there when written).
+            fresh = [b for layer, b in zip(plan, blobs, strict=True) if not cacheable(layer)]
+            cache.remember_environment(key, body, fresh, self.store)
+        return blobs, activation, entrypoint
+
+    def entrypoint(self, activation: env_mod.Activation, base: BaseImage) -> PurePosixPath | None:
+        """The config's entrypoint under ``--activation`` (the script's path in the image), or None."""
+        request = self.request
+        script = request.activation == "script" or (request.activation == "auto" and activation.scripts)
+        if activation.scripts and not script:
+            log.warning("packages ship etc/conda/activate.d scripts; --activation env does not run them")
+        if not script:
+            return None
+        if not base.layers and not activation.bash:  # scratch: no /bin/sh either
+            raise ImageError(
+                "--activation script needs a shell: --base scratch has no /bin/sh and the environment no bash"
+            )
+        return request.prefix / env_mod.ENTRYPOINT
 
     def plan_layers(
-        self, root: Path, source: env_mod.EnvironmentSource, base_layers: int, epoch: int
+        self, root: Path, source: env_mod.EnvironmentSource, epoch: int
     ) -> tuple[list[ImageLayer], set[str]]:
         """Package layers (each at its newest package's time, never after ``epoch``), then the
-        top layer (at ``epoch``); then the plugins' say (``pixi_pack_ci_image_layers``). Also
-        the paths of no single package (layers holding any are never cached)."""
+        top layer (at ``epoch``), before the plugins' say; and the paths of no single package
+        (layers holding any are never cached on their own)."""
         units = find_units(root, source.record_dicts)
         top = assign(root, units)
         groups = [g for g in group(units, self.request.layers, self.request.max_layers) if g]
@@ -253,19 +373,30 @@ class Builder:
             ]
             if top:
                 plan.append(ImageLayer(top, "environment files of no single package", epoch))
-        every = sorted(p for layer in plan for p in layer.paths)
-        self.plugins.image_layers(plan, source.platform, self.options)
-        plan = [layer for layer in plan if layer.paths]
-        if sorted(p for layer in plan for p in layer.paths) != every:
+        return plan, set(top)
+
+    def plugin_plan(self, before: list[ImageLayer], platform: str, below: int) -> list[ImageLayer]:
+        """The plugins' say (``pixi_pack_ci_image_layers``) on a copy of ``before``, checked: every
+        path in one layer, at most 100 layers with the ``below`` ones. Asked once per plan: a
+        record whose layers are gone is installed and laid out again with the same answer."""
+        asked = (platform, _layout(before))
+        if asked not in self.plugin_plans:
+            plan = [ImageLayer(list(layer.paths), layer.comment, layer.time) for layer in before]
+            self.plugins.image_layers(plan, platform, self.options)
+            plan = [layer for layer in plan if layer.paths]
+            every = sorted(p for layer in before for p in layer.paths)
+            if sorted(p for layer in plan for p in layer.paths) != every:
+                raise ImageError(
+                    "a plugin's layering lost or repeated paths of the environment; every path must be in one layer"
+                )
+            self.plugin_plans[asked] = plan
+        plan = [ImageLayer(list(layer.paths), layer.comment, layer.time) for layer in self.plugin_plans[asked]]
+        if below + len(plan) > MAX_TOTAL_LAYERS:
             raise ImageError(
-                "a plugin's layering lost or repeated paths of the environment; every path must be in one layer"
-            )
-        if base_layers + len(plan) > MAX_TOTAL_LAYERS:
-            raise ImageError(
-                f"the image would have {base_layers + len(plan)} layers ({base_layers} from the base), more than "
+                f"the image would have {below + len(plan)} layers ({below} from the base), more than "
                 f"{MAX_TOTAL_LAYERS}; lower --max-layers"
             )
-        return plan, set(top)
+        return plan
 
     def top(self, images: list[BuiltImage]) -> tuple[Descriptor, list[str]]:
         """The manifest of a single image, else an index of them; and every blob to write."""
@@ -277,7 +408,8 @@ class Builder:
         return descriptor, [*blobs, descriptor.digest]
 
     def close(self) -> None:
-        self.client.close()
+        if self.client is not None:
+            self.client.close()
 
 
 def write_outputs(builder: Builder, images: list[BuiltImage], top: Descriptor, blobs: list[str]) -> None:
@@ -327,6 +459,11 @@ def push(builder: Builder, images: list[BuiltImage], top: Descriptor, ref: Image
     if ref.tag:
         registry.put_manifest(ref.repository, ref.tag, data, top.media_type)
     return {"reference": f"{ref.name}@{top.digest}", "tag": ref.tag, "blobs": dict(Counter(outcomes))}
+
+
+def _layout(plan: list[ImageLayer]) -> str:
+    """The digest of a layer plan: every layer's paths, comment and time, in order."""
+    return hashlib.sha256(canonical_json([[layer.paths, layer.comment, layer.time] for layer in plan])).hexdigest()
 
 
 def _opener(store: BlobStore, digest: str) -> Any:
@@ -432,6 +569,7 @@ def _report(
                 "platform": i.platform,
                 "digest": i.manifest.digest,
                 "config_digest": i.config.digest,
+                "installed": i.installed,
                 "layers": [
                     {
                         "digest": d.digest,

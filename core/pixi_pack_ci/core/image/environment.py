@@ -23,7 +23,6 @@ from ..credentials import load_auth
 from ..extract import load_records, pack_wheels, read_metadata, read_pack
 from ..fetch import FetchRun, fetch_artifacts
 from ..fetch_context import FetchContext
-from ..install import install_environment
 from ..model import PackOptions, PackPlan, artifact_summary
 from ..planning import plan_packs
 from ..plugin_manager import PluginManager
@@ -48,6 +47,8 @@ class EnvironmentSource:
     #: Every package, credential-free (name, version, URL, sha256), for provenance.
     packages: list[dict[str, Any]] = field(default_factory=list)
     lockfile: Path | None = None
+    #: wheel file name → its sha256, where the fetch checked the file against it.
+    wheel_sha256: dict[str, str] = field(default_factory=dict)
 
     @property
     def record_dicts(self) -> list[dict[str, Any]]:
@@ -94,7 +95,8 @@ def _plan_source(plan: PackPlan, files: dict[str, Path]) -> EnvironmentSource:
     wheels = [files[w.cache_key] for w in plan.pypi]
     urls = {a.file_name: redact_url(a.url) for a in plan.conda}
     packages = [artifact_summary(a) for a in plan.artifacts]
-    return EnvironmentSource(plan.environment, plan.platform, records, wheels, urls, packages, plan.lockfile)
+    checked = {files[w.cache_key].name: w.sha256.lower() for w in plan.pypi if w.sha256}
+    return EnvironmentSource(plan.environment, plan.platform, records, wheels, urls, packages, plan.lockfile, checked)
 
 
 def from_pack(pack: str, work: Path) -> EnvironmentSource:
@@ -120,6 +122,8 @@ def from_pack(pack: str, work: Path) -> EnvironmentSource:
 
 def install(source: EnvironmentSource, work: Path, prefix: PurePosixPath) -> Path:
     """Install for ``prefix`` into a folder of ``work``; nothing of the target is run."""
+    from ..install import install_environment  # here: an image whose layers are all cached installs nothing
+
     root = install_environment(source.records, source.wheels, work, Path(prefix), source.platform, quiet=True)
     normalize_conda_meta(root, source.urls)
     return root
@@ -157,6 +161,33 @@ def has_activate_scripts(root: Path) -> bool:
     return folder.is_dir() and any(p.suffix == ".sh" for p in folder.iterdir())
 
 
+@dataclass(frozen=True)
+class Activation:
+    """What the installed environment says about activating it: all the image's config needs of
+    the installed files, so an image whose layers all come from the layer cache needs no install."""
+
+    #: The packages' variables (:func:`package_env_vars`).
+    env_vars: dict[str, str]
+    #: It has ``etc/conda/activate.d/*.sh`` scripts.
+    scripts: bool
+    #: It has ``bin/bash`` (the entrypoint's shell).
+    bash: bool
+
+    @classmethod
+    def of(cls, root: Path) -> Activation:
+        return cls(package_env_vars(root), has_activate_scripts(root), (root / "bin" / "bash").exists())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"env_vars": self.env_vars, "scripts": self.scripts, "bash": self.bash}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Activation:
+        env_vars = data["env_vars"]
+        if not isinstance(env_vars, dict):
+            raise ValueError("env_vars is not a mapping")
+        return cls({str(k): str(v) for k, v in env_vars.items()}, bool(data["scripts"]), bool(data["bash"]))
+
+
 def package_env_vars(root: Path) -> dict[str, str]:
     """Variables the packages set on activation: ``etc/conda/env_vars.d/*.json`` in name order,
     then ``conda-meta/state``'s ``env_vars`` (conda's and rattler's order)."""
@@ -179,14 +210,14 @@ def _string_map(path: Path, key: str | None = None) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def activation_env(root: Path, prefix: PurePosixPath, name: str, base_env: list[str]) -> list[str]:
+def activation_env(package_vars: dict[str, str], prefix: PurePosixPath, name: str, base_env: list[str]) -> list[str]:
     """The image config's ``Env``: the base's, with what activation sets: ``PATH`` first,
-    ``CONDA_PREFIX``, ``CONDA_DEFAULT_ENV`` and the packages' variables."""
+    ``CONDA_PREFIX``, ``CONDA_DEFAULT_ENV`` and the packages' variables (``package_vars``)."""
     env = dict(item.split("=", 1) for item in base_env if "=" in item)
     env["PATH"] = f"{prefix}/bin:{env.get('PATH', DEFAULT_PATH)}"
     env["CONDA_PREFIX"] = str(prefix)
     env["CONDA_DEFAULT_ENV"] = name
-    env.update(package_env_vars(root))
+    env.update(package_vars)
     return [f"{k}={v}" for k, v in env.items()]
 
 

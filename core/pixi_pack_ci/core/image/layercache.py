@@ -8,6 +8,12 @@ type, mode, size, time and link target, plus the sha256 of each ``conda-meta`` r
 ``RECORD`` in it (which name each package's archive sha256, and each wheel file's). The prefix and
 the time are in the names and headers.
 
+An environment record keeps, for one image's environment, everything its build took from the
+installed files: the activation facts, the layer plan before the plugins' say, and every
+environment layer (the top one too). Its key is everything the install and the layers depend on
+(:meth:`LayerCache.environment_key`), so an unchanged rebuild installs nothing: it takes the layers
+from here, each checked against its digest as it is copied.
+
 Entries are trusted as the package cache's are (``docs/trust.md``): each record carries a MAC with
 this user's key, kept outside the cache, so a restored or shared cache's records are ignored; a hit
 is used only if its blob still has the recorded digest.
@@ -23,14 +29,18 @@ import os
 import shutil
 import tempfile
 import zlib
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from ..cache import PackageCache, file_digest
 from .blobs import BlobStore, Descriptor, canonical_json
 from .layers import Compression, LayerBlob, LayerFiles
 
 FORMAT = "pixi-pack-ci image layer 1"
+ENVIRONMENT_FORMAT = "pixi-pack-ci image environment 1"
 
 
 def _version(distribution: str) -> str:
@@ -48,6 +58,7 @@ class LayerCache:
         self.folder = root / "image-layers"
         (self.folder / "records").mkdir(parents=True, exist_ok=True)
         (self.folder / "blobs").mkdir(parents=True, exist_ok=True)
+        (self.folder / "environments").mkdir(parents=True, exist_ok=True)
         self.compression = compression
         compressor = {"gzip": f"zlib {zlib.ZLIB_RUNTIME_VERSION}", "none": ""}.get(compression.kind)
         if compressor is None:
@@ -73,10 +84,14 @@ class LayerCache:
             return None
         if not self.sealer.sealed(record.get("mac"), key, digest, diff_id, size):
             return None
+        return self._take(store, digest, diff_id, size, comment)
+
+    def _take(self, store: BlobStore, digest: str, diff_id: str, size: int, comment: str) -> LayerBlob | None:
+        """The cached blob ``digest`` copied into ``store``, if the copy still has that digest."""
         blob = self.folder / "blobs" / digest.split(":", 1)[-1]
         try:
             with store.writer() as sink, blob.open("rb") as fh:
-                shutil.copyfileobj(fh, sink)
+                shutil.copyfileobj(fh, sink, 1 << 20)
         except OSError:
             return None
         if sink.digest != digest or sink.size != size:
@@ -93,6 +108,48 @@ class LayerCache:
             "mac": self.sealer.seal(key, digest, blob.diff_id, blob.descriptor.size),
         }  # fmt: skip
         _atomic_write(self.folder / "records" / f"{key}.json", json.dumps(record).encode())
+
+    # --- environment records ---------------------------------------------------------------------
+
+    def environment_key(self, inputs: object) -> str:
+        """The key of an environment record: ``inputs`` (the caller's: every input of the install
+        and of the layer plan, see ``Builder.environment_inputs``) with this cache's salt (format,
+        compression, compressor and py-rattler versions)."""
+        return hashlib.sha256(canonical_json([ENVIRONMENT_FORMAT, self.salt, inputs])).hexdigest()
+
+    def recall_environment(self, key: str) -> dict[str, Any] | None:
+        """The record's body, if this user sealed it for ``key``; its layers are checked by :meth:`take`."""
+        try:
+            record = json.loads((self.folder / "environments" / f"{key}.json").read_bytes())
+            body, mac = record["body"], record["mac"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(body, dict) or not self.sealer.sealed(mac, key, _body_digest(body)):
+            return None
+        return body
+
+    def take(self, layers: Iterable[tuple[str, str, int, str]], store: BlobStore) -> list[LayerBlob] | None:
+        """Every ``(digest, diff_id, size, comment)`` copied from the cache into ``store``, checked
+        against its digest, a few at a time; None if any is missing or changed."""
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="layer") as pool:
+            taken = list(pool.map(lambda layer: self._take(store, *layer), layers))
+        found = [blob for blob in taken if blob is not None]
+        return found if len(found) == len(taken) else None
+
+    def remember_environment(
+        self, key: str, body: dict[str, Any], blobs: Iterable[LayerBlob], store: BlobStore
+    ) -> None:
+        """Keep ``blobs`` (those not in the cache already: the caller knows which) and then the
+        record, sealed: a record is never there before its layers."""
+        for blob in blobs:
+            digest = blob.descriptor.digest
+            _atomic_copy(store.path(digest), self.folder / "blobs" / digest.split(":", 1)[1])
+        record = {"body": body, "mac": self.sealer.seal(key, _body_digest(body))}
+        _atomic_write(self.folder / "environments" / f"{key}.json", json.dumps(record).encode())
+
+
+def _body_digest(body: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
 def _is_record(path: PurePosixPath) -> bool:
