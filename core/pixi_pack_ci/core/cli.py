@@ -18,13 +18,10 @@ from . import __version__
 from .activation import SHELLS, default_shell
 from .errors import PixiPackError, UsageError
 from .image.command import add_image_parser, cmd_image
-from .inspection import inspect_pack
 from .model import PackOptions, UnpackOptions, human_size
 from .options import add_pack_flags, options_values
-from .pack import run_pack
 from .plugin_manager import PluginManager, create_plugin_manager
 from .redact import scrub
-from .unpack import run_unpack
 
 log = logging.getLogger("pixi_pack_ci")
 PROG = "pixi-pack-ci"
@@ -144,6 +141,8 @@ def _cmd_pack(args: argparse.Namespace, pm: PluginManager) -> int:
     values = options_values(args)
     values["environments"] = values["environments"] or ["default"]
     values["platforms"] = values["platforms"] or [str(Subdir.current())]
+    from .pack import run_pack  # here, as each command's pipeline: start-up the other commands never need
+
     options = PackOptions(manifest_path=Path(args.manifest_path), quiet=args.quiet, args=args, **values)  # type: ignore[arg-type]
     plans, results = run_pack(options, pm)
     if args.dry_run:
@@ -181,6 +180,8 @@ def _cmd_unpack(args: argparse.Namespace, pm: PluginManager) -> int:
         force=args.force, quiet=args.quiet, args=args,
     )  # fmt: skip
     pm.before_unpack(options.pack, options)
+    from .unpack import run_unpack  # here: the installer (and asyncio) is start-up no other command needs
+
     result = run_unpack(options)
     pm.unpacked(result, options)
     if args.json:
@@ -194,6 +195,8 @@ def _cmd_unpack(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace, pm: PluginManager) -> int:
+    from .inspection import inspect_pack
+
     summary = inspect_pack(args.pack)
     if args.json:
         _print_json(summary)
@@ -294,6 +297,9 @@ def run() -> NoReturn:
     after the run's result was printed: seen about once in 500 runs, after rattler.install and
     RepoDataRecord.from_package_archive), which would turn a finished run's exit code into -11.
     Every output is written and closed by now; only the standard streams need flushing."""
+    # httpx imports its own command line (click, rich, pygments: a tenth of a second) whenever those
+    # are installed; this command never runs it, so httpx gets its stand-in.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     code = main()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):

@@ -5,7 +5,6 @@ A built-in plugin on ``pixi_pack_ci_modify_plan``: third-party plugins can add a
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import rattler
@@ -21,6 +20,8 @@ CONDA_SUFFIXES = (".conda", ".tar.bz2")
 
 def conda_artifact_from_file(path: Path) -> CondaArtifact:
     """An artifact whose record comes from the package's own ``info/index.json``."""
+    import asyncio  # here: only --inject needs it, and every command loads this plugin
+
     try:
         record = asyncio.run(rattler.RepoDataRecord.from_package_archive(path))
     except Exception as exc:
