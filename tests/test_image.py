@@ -199,9 +199,9 @@ def test_archive_is_read_as_oci_and_docker_archive(image_channel: ImageChannel, 
 def test_archive_loads_into_podman_and_runs(image_channel: ImageChannel, base_layout: Path, tmp_path: Path) -> None:
     """podman load (Debian's podman 4.3, in a store of its own) reads the archive as an OCI
     archive: the image ID is our config digest, its digest our manifest's, and podman run runs the
-    entrypoint with the activation. podman names the image by the layout's
-    org.opencontainers.image.ref.name, the tag, as if it were a repository (localhost/v3:latest).
-    From an archive of two platforms it loads this machine's."""
+    entrypoint with the activation. With a bare tag podman names the image by the layout's
+    org.opencontainers.image.ref.name as if it were a repository (localhost/v3:latest; a full name
+    is taken as it is, next test). From an archive of two platforms it loads this machine's."""
     project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0", "envvars")
     archive = tmp_path / "image.tar"
     result = image_json(project, "--base", f"oci-layout:{base_layout}:1", "--entrypoint", "greet",
@@ -227,6 +227,132 @@ def test_archive_loads_into_podman_and_runs(image_channel: ImageChannel, base_la
         here = {"x86_64": "linux-64", "aarch64": "linux-aarch64"}[platform.machine()]
         (wanted,) = [i for i in both["images"] if i["platform"] == here]
         assert image["Id"] == wanted["config_digest"].split(":")[1]
+
+
+def test_a_named_archive_loads_under_its_name(image_channel: ImageChannel, tmp_path: Path) -> None:
+    """oci-archive:FILE.tar:NAME names the image where each loader looks, as docker save does:
+    index.json's io.containerd.image.name (the full name: podman load, containerd) and
+    org.opencontainers.image.ref.name (the tag: skopeo's oci-archive:FILE:TAG), manifest.json's
+    RepoTags (Docker's classic store, the short form for Docker Hub). No name reaches a manifest
+    or config: every digest and the blobs are those of the unnamed archive."""
+    need("skopeo")
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0")
+    plain = image_json(project, "--base", "scratch", "--output", f"oci-archive:{tmp_path / 'plain.tar'}")
+
+    def members(archive: Path) -> dict[str, bytes]:
+        with tarfile.open(archive) as tar:
+            return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+
+    plain_blobs = {k: v for k, v in members(tmp_path / "plain.tar").items() if k.startswith("blobs/")}
+    names = {
+        "ghcr.io/acme/app:1.2": ("ghcr.io/acme/app:1.2", "ghcr.io/acme/app:1.2"),
+        "registry.example:5000/acme/app:1": (
+            "registry.example:5000/acme/app:1", "registry.example:5000/acme/app:1"
+        ),
+        "docker.io/acme/app:2": ("docker.io/acme/app:2", "acme/app:2"),
+        "index.docker.io/ubuntu-like": ("docker.io/library/ubuntu-like:latest", "ubuntu-like:latest"),
+    }  # fmt: skip
+    for i, (name, (full, familiar)) in enumerate(names.items()):
+        archive = tmp_path / f"named{i}.tar"
+        named = image_json(project, "--base", "scratch", "--output", f"oci-archive:{archive}:{name}",
+                           "--output", f"oci-layout:{tmp_path / f'layout{i}'}:{name}")  # fmt: skip
+        assert named["digest"] == plain["digest"], name
+        assert named["images"][0]["config_digest"] == plain["images"][0]["config_digest"], name
+        tag = full.rsplit(":", 1)[1]
+        assert named["outputs"][0] == {"kind": "oci-archive", "path": str(archive), "tag": tag, "name": full}
+        files = members(archive)
+        assert {k: v for k, v in files.items() if k.startswith("blobs/")} == plain_blobs, name
+        (entry,) = json.loads(files["index.json"])["manifests"]
+        assert entry["annotations"] == {"io.containerd.image.name": full, "org.opencontainers.image.ref.name": tag}
+        assert json.loads(files["manifest.json"])[0]["RepoTags"] == [familiar]
+        layout_index = json.loads((tmp_path / f"layout{i}" / "index.json").read_bytes())
+        assert layout_index["manifests"][0]["annotations"] == entry["annotations"]
+        # skopeo's docker-archive transport (Docker's manifest.json) finds the image by its RepoTags
+        # name, and lists it; its oci-archive transport finds it by the tag.
+        tags = subprocess.run(["skopeo", "list-tags", f"docker-archive:{archive}"], capture_output=True, text=True)
+        assert tags.returncode == 0, tags.stderr
+        assert json.loads(tags.stdout)["Tags"] == [familiar], name
+        docker = subprocess.run(["skopeo", "inspect", f"docker-archive:{archive}:{familiar}"],
+                                capture_output=True, text=True)  # fmt: skip
+        assert docker.returncode == 0, docker.stderr
+        assert json.loads(docker.stdout)["Name"] == full.rsplit(":", 1)[0]
+        oci = subprocess.run(["skopeo", "inspect", f"oci-archive:{archive}:{tag}"], capture_output=True, text=True)
+        assert oci.returncode == 0, oci.stderr
+        assert json.loads(oci.stdout)["Digest"] == plain["digest"]
+
+
+def test_podman_loads_a_named_archive_under_that_name(image_channel: ImageChannel, tmp_path: Path) -> None:
+    """podman load gives the image exactly the archive's name (index.json's
+    io.containerd.image.name, as for an archive of docker save), its ID our config digest; from an
+    archive of two platforms, this machine's image, under the same name."""
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0")
+    one = image_json(project, "--base", "scratch",
+                     "--output", f"oci-archive:{tmp_path / 'one.tar'}:registry.example:5000/acme/app:1")  # fmt: skip
+    multi = image_channel.project(tmp_path / "m", "other", platforms=("linux-64", "linux-aarch64"))
+    both = image_json(multi, "-p", "linux-64", "-p", "linux-aarch64", "--base", "scratch",
+                      "--output", f"oci-archive:{tmp_path / 'multi.tar'}:ghcr.io/acme/multi:2.0")  # fmt: skip
+    with tarfile.open(tmp_path / "multi.tar") as tar:
+        entries = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+    assert [e["RepoTags"] for e in entries] == [["ghcr.io/acme/multi:2.0"], None]  # the first -p's image only
+    with podman_store() as podman:
+        loaded = podman("load", "-i", tmp_path / "one.tar")
+        assert loaded.returncode == 0, loaded.stderr
+        assert "Loaded image: registry.example:5000/acme/app:1" in loaded.stdout, loaded.stdout
+        (image,) = json.loads(podman("images", "--format", "json").stdout)
+        assert image["Names"] == ["registry.example:5000/acme/app:1"]
+        (image,) = json.loads(podman("image", "inspect", "registry.example:5000/acme/app:1").stdout)
+        assert image["RepoTags"] == ["registry.example:5000/acme/app:1"]
+        assert image["Id"] == one["images"][0]["config_digest"].split(":")[1]
+        assert image["Digest"] == one["digest"]
+        loaded = podman("load", "-i", tmp_path / "multi.tar")
+        assert loaded.returncode == 0, loaded.stderr
+        (image,) = json.loads(podman("image", "inspect", "ghcr.io/acme/multi:2.0").stdout)
+        assert image["RepoTags"] == ["ghcr.io/acme/multi:2.0"]
+        here = {"x86_64": "linux-64", "aarch64": "linux-aarch64"}[platform.machine()]
+        (wanted,) = [i for i in both["images"] if i["platform"] == here]
+        assert image["Id"] == wanted["config_digest"].split(":")[1]
+
+
+def test_output_names_parse_as_documented() -> None:
+    """NAME is what follows the first ':' after the path that is not a drive letter's; a NAME
+    without '/' is a tag, as before; Docker's short forms are written as docker save does."""
+    from pixi_pack_ci.core.image.errors import ImageUsageError
+    from pixi_pack_ci.core.image.refs import parse_output
+
+    def parsed(text: str) -> tuple[str, str, str | None, str | None]:
+        out = parse_output(text)
+        return out.path.name, out.tag, str(out.name) if out.name else None, out.name.familiar if out.name else None
+
+    assert parsed("oci-archive:app.tar") == ("app.tar", "latest", None, None)
+    assert parsed("oci-archive:app.tar:v3") == ("app.tar", "v3", None, None)
+    assert parsed("oci-archive:out/app.tar:ghcr.io/acme/app:1.2") == (
+        "app.tar", "1.2", "ghcr.io/acme/app:1.2", "ghcr.io/acme/app:1.2"
+    )  # fmt: skip
+    assert parsed("oci-archive:app.tar:registry.example:5000/acme/app") == (
+        "app.tar", "latest", "registry.example:5000/acme/app:latest", "registry.example:5000/acme/app:latest"
+    )  # fmt: skip
+    assert parsed("oci-layout:out:docker.io/library/ubuntu:24.04")[2:] == (
+        "docker.io/library/ubuntu:24.04", "ubuntu:24.04"
+    )  # fmt: skip
+    assert parsed("oci-layout:out:docker.io/acme/sub/app:1")[3] == "acme/sub/app:1"
+    assert parsed("oci-layout:out:docker.io/library/a/b:1")[3] == "library/a/b:1"
+    assert parsed("oci-archive:app.tar:[::1]:5000/app:1")[2] == "[::1]:5000/app:1"
+    windows = parse_output("oci-archive:C:\\out\\app.tar:ghcr.io/acme/app:1")
+    assert str(windows.path).endswith("out\\app.tar") and str(windows.name) == "ghcr.io/acme/app:1"
+    assert parse_output("oci-archive:C:/out/app.tar:v1").tag == "v1"
+    for text, needle in [
+        ("oci-archive:app.tar:acme/app:1", "name the registry, as in ghcr.io/acme/app:1 or docker.io/acme/app:1"),
+        ("oci-archive:app.tar:app:1", "is neither a tag"),
+        ("oci-archive:app.tar:ghcr.io/Acme/app:1", "invalid repository name"),
+        ("oci-archive:app.tar:ghcr.io/acme/app:bad/tag", "invalid"),
+        ("oci-archive:app.tar:ghcr.io/acme/app@sha256:" + "0" * 64, "the digest is the image's own"),
+        ("oci-archive:app.tar:gh_cr.io/acme/app:1", "invalid registry"),
+        ("oci-archive:app.tar:ghcr.io/" + "a" * 250 + ":1", "longer than 255"),
+    ]:
+        with pytest.raises(ImageUsageError) as caught:
+            parse_output(text)
+        assert needle in str(caught.value), (text, caught.value)
+        assert "\n" not in str(caught.value)
 
 
 def test_from_pack_and_zstd(image_channel: ImageChannel, base_layout: Path, tmp_path: Path) -> None:
@@ -296,6 +422,9 @@ def test_several_platforms_give_an_index(image_channel: ImageChannel, tmp_path: 
         (("--base", "scratch", "--add", "relative"), "SRC:DEST"),
         (("--base", "scratch", "--push", "127.0.0.1:9/a/b", "--registry-username", "u"), "go together"),
         (("--base", "scratch", "--output", "oci-layout:{tmp}/file.txt"), "is not a folder"),
+        (("--base", "scratch", "--output", "oci-archive:{tmp}/img:acme/app:1"), "name the registry"),
+        (("--base", "scratch", "--output", "oci-archive:{tmp}/img:ghcr.io/Acme/app:1"), "invalid repository name"),
+        (("--base", "scratch", "--output", "oci-layout:{tmp}/img:app:1"), "neither a tag"),
     ],
 )
 def test_bad_input_is_one_line_and_no_output(

@@ -419,9 +419,10 @@ def write_outputs(builder: Builder, images: list[BuiltImage], top: Descriptor, b
         fetch_base_layers(image.base, builder.store)
     for output in builder.request.outputs:
         if output.kind == "oci-layout":
-            write_layout(output.path, builder.store, top, blobs, output.tag)
+            write_layout(output.path, builder.store, top, blobs, output.tag, output.name)
         else:
-            write_archive(output.path, builder.store, top, [i.manifest for i in images], blobs, output.tag)
+            manifests = [i.manifest for i in images]
+            write_archive(output.path, builder.store, top, manifests, blobs, output.tag, output.name)
 
 
 def push(builder: Builder, images: list[BuiltImage], top: Descriptor, ref: ImageRef) -> dict[str, Any]:
@@ -582,7 +583,10 @@ def _report(
             }
             for i in images
         ],
-        "outputs": [{"kind": o.kind, "path": str(o.path), "tag": o.tag} for o in request.outputs],
+        "outputs": [
+            {"kind": o.kind, "path": str(o.path), "tag": o.tag, "name": str(o.name) if o.name else None}
+            for o in request.outputs
+        ],
         "pushed": pushed,
         "compression": request.compression.describe(),
     }

@@ -107,7 +107,11 @@ def _layer_and_output_flags(p: argparse.ArgumentParser) -> None:
         "--compression", default="gzip", metavar="KIND", help="gzip[:LEVEL] (default gzip:6), zstd[:LEVEL], none"
     )
     p.add_argument(
-        "--output", action="append", metavar="OUT", help="oci-layout:DIR[:TAG] or oci-archive:FILE.tar[:TAG]"
+        "--output",
+        action="append",
+        metavar="OUT",
+        help="oci-layout:DIR[:NAME] or oci-archive:FILE.tar[:NAME]; NAME (what follows the path's first ':') is a "
+        "tag, or REGISTRY/REPO[:TAG] for docker load and podman load to name the image (repeatable)",
     )
     p.add_argument("--push", action="append", metavar="REF", help="REGISTRY/REPO[:TAG] (repeatable)")
     p.add_argument("--registry-username", metavar="USER", help="for the --push registries (with the next flag)")

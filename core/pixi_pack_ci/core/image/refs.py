@@ -2,7 +2,9 @@
 
 References always name their registry (``ghcr.io/acme/app:1``, ``127.0.0.1:5000/app``): a bare
 ``ubuntu:24.04`` is refused rather than silently sent to Docker Hub, whose anonymous pull limits
-break builds (``docker.io/library/ubuntu:24.04`` says it outright).
+break builds (``docker.io/library/ubuntu:24.04`` says it outright). Docker Hub's names are kept
+as Docker normalises them (``index.docker.io`` → ``docker.io``, ``library/`` for official images);
+:attr:`ImageRef.familiar` is the short form ``docker save`` writes into ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ LINUX_PLATFORMS: dict[str, tuple[str, str | None]] = {
 _REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+#: A registry: host name, IPv4 or [IPv6] address, optional port (distribution/reference's domain).
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_REGISTRY = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?$")
+#: Docker refuses longer names (registry and repository).
+NAME_MAX = 255
 
 
 def oci_platform(subdir: str) -> dict[str, str]:
@@ -69,6 +76,17 @@ class ImageRef:
         return text + (f"@{self.digest}" if self.digest else "")
 
     @property
+    def familiar(self) -> str:
+        """``NAME:TAG`` as Docker shows it and ``docker save`` writes it in ``RepoTags``: without
+        ``docker.io/``, and without ``library/`` for an official image (``ubuntu:24.04``)."""
+        name = self.name
+        if self.registry == "docker.io":
+            name = self.repository
+            if name.startswith("library/") and "/" not in name[len("library/") :]:
+                name = name[len("library/") :]
+        return f"{name}:{self.tag or 'latest'}"
+
+    @property
     def api(self) -> str:
         """The registry's base URL: plain http only for this machine (as go-containerregistry does)."""
         host = self.registry.rsplit(":", 1)[0] if not self.registry.startswith("[") else self.registry[1:].split("]")[0]
@@ -93,9 +111,12 @@ def parse_reference(text: str, *, what: str = "image reference") -> ImageRef:
         raise ImageUsageError(f"malformed {what} {text!r}: the digest must be sha256:<64 hex digits>")
     registry, _, path = rest.partition("/")
     if not path or not ("." in registry or ":" in registry or registry == "localhost"):
-        raise ImageUsageError(
-            f"malformed {what} {text!r}: name the registry, as in ghcr.io/acme/app:1 or docker.io/library/{text}"
-        )
+        hub = f"docker.io/{text}" if "/" in text else f"docker.io/library/{text}"
+        raise ImageUsageError(f"malformed {what} {text!r}: name the registry, as in ghcr.io/acme/app:1 or {hub}")
+    if not _REGISTRY.match(registry):
+        raise ImageUsageError(f"malformed {what} {text!r}: invalid registry {registry!r} (HOST[:PORT])")
+    if registry == "index.docker.io":  # Docker's old name for Docker Hub
+        registry = "docker.io"
     tag = ""
     if ":" in path.rsplit("/", 1)[-1]:
         path, tag = path.rsplit(":", 1)
@@ -105,6 +126,8 @@ def parse_reference(text: str, *, what: str = "image reference") -> ImageRef:
         path = f"library/{path}"
     if not _REPO.match(path):
         raise ImageUsageError(f"malformed {what} {text!r}: invalid repository name {path!r} (lowercase, digits, ._-/)")
+    if len(registry) + 1 + len(path) > NAME_MAX:
+        raise ImageUsageError(f"malformed {what} {text!r}: the name is longer than {NAME_MAX} characters")
     return ImageRef(registry, path, tag or None, digest or None)
 
 
@@ -137,22 +160,50 @@ def parse_base(text: str) -> ImageRef | LayoutRef | None:
 
 @dataclass(frozen=True)
 class Output:
-    """``oci-layout:DIR[:TAG]`` or ``oci-archive:FILE.tar[:TAG]``; the tag names the image inside."""
+    """``oci-layout:DIR[:NAME]`` or ``oci-archive:FILE.tar[:NAME]``. NAME is a tag (``v3``, default
+    ``latest``: the layout's ``org.opencontainers.image.ref.name``, which ``skopeo``'s
+    ``oci-archive:FILE:TAG`` and a base's ``oci-layout:DIR:TAG`` select by), or an image name with
+    its registry (``ghcr.io/acme/app:1.2``), ``name``, that ``docker load`` and ``podman load`` give
+    the image; ``tag`` is then the name's tag."""
 
     kind: str
     path: Path
     tag: str
+    name: ImageRef | None = None
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.path}"
+
+
+def _split_name(value: str) -> tuple[str, str | None]:
+    """PATH and NAME of ``PATH[:NAME]``: NAME is everything after the first ``:`` that is not
+    followed by ``/`` or ``\\`` (so ``C:\\`` and ``C:/`` stay in the path, and a NAME can hold a
+    registry's port: ``app.tar:registry.example:5000/acme/app:1``)."""
+    for i, char in enumerate(value):
+        if char == ":" and i and value[i + 1 : i + 2] not in ("", "/", "\\"):
+            return value[:i], value[i + 1 :]
+    return value, None
 
 
 def parse_output(text: str) -> Output:
     kind, sep, rest = text.partition(":")
     if not sep or kind not in ("oci-layout", "oci-archive") or not rest:
         raise ImageUsageError(f"unknown output {text!r}: use oci-layout:DIR or oci-archive:FILE.tar")
-    path, tag = _split_tag(rest)
-    output = Output(kind, Path(path).absolute(), tag or "latest")
+    path, name = _split_name(rest)
+    ref = None
+    if name is None or "/" not in name:
+        if name is not None and not _TAG.match(name):
+            raise ImageUsageError(
+                f"--output {text}: {name!r} is neither a tag (v3) nor an image name with its registry "
+                "(ghcr.io/acme/app:1.2, docker.io/acme/app:1)"
+            )
+    else:
+        named = parse_reference(name, what="--output name")
+        if named.digest:
+            raise ImageUsageError(f"--output {text}: the name takes REGISTRY/REPO[:TAG]; the digest is the image's own")
+        ref = ImageRef(named.registry, named.repository, named.tag or "latest")
+    tag = ref.tag if ref is not None and ref.tag else name or "latest"
+    output = Output(kind, Path(path).absolute(), tag, ref)
     # Checked before any work: the layout would only be refused once the image is built.
     if kind == "oci-layout" and output.path.exists() and not output.path.is_dir():
         raise ImageUsageError(f"--output {text}: {output.path} exists and is not a folder")
