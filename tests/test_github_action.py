@@ -240,7 +240,7 @@ def test_build_image_without_push_writes_an_archive(project: Project, tmp_path: 
         "build-image": "true",
         "image-base": "scratch",
         "image-push": "false",
-        "image-tags": "registry.invalid/never/pushed:1",
+        "image-tags": "registry.invalid/never/{environment}:1 registry.invalid/second:2",
         "cache-dir": str(tmp_path / "cache"),
     }
     step = run_step(tmp_path / "ws", inputs)
@@ -252,6 +252,14 @@ def test_build_image_without_push_writes_an_archive(project: Project, tmp_path: 
     assert json.loads(raw.stdout)["config"]["digest"], "docker-archive (what docker load reads) takes the archive"
     oci = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{archive}"], capture_output=True, check=True)
     assert "sha256:" + hashlib.sha256(oci.stdout).hexdigest() == step.outputs["image-digest"]
+    # Named after the first tag, {environment} replaced: docker load gives it that name (RepoTags),
+    # which skopeo's docker-archive transport finds it by.
+    name = "registry.invalid/never/default:1"
+    named = subprocess.run(["skopeo", "inspect", f"docker-archive:{archive}:{name}"], capture_output=True, text=True)
+    assert named.returncode == 0, named.stderr
+    assert json.loads(named.stdout)["Name"] == "registry.invalid/never/default"
+    tags = subprocess.run(["skopeo", "list-tags", f"docker-archive:{archive}"], capture_output=True, text=True)
+    assert json.loads(tags.stdout)["Tags"] == [name]
 
 
 def test_bad_image_inputs_fail_before_anything_is_written(project: Project, tmp_path: Path) -> None:
@@ -260,6 +268,10 @@ def test_bad_image_inputs_fail_before_anything_is_written(project: Project, tmp_
         ({**image, "image-base": ""}, "input image-base is required with build-image"),
         (image, "input image-tags is empty"),
         ({**image, "environments": "default prod", "image-tags": "r.example/app:1"}, "needs {environment}"),
+        (  # not pushed, but the first tag names each environment's archive
+            {**image, "image-push": "false", "environments": "default prod", "image-tags": "r.example/app:1"},
+            "needs {environment}",
+        ),
         ({**image, "image-push": "false", "platforms": "osx-arm64 win-64"}, "needs a Linux platform"),
         ({**image, "image-push": "false", "image-args": "--env 'unclosed"}, "input image-args: No closing quotation"),
         ({**image, "image-push": "maybe"}, "input image-push must be true or false"),

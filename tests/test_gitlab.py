@@ -373,6 +373,8 @@ def test_image_job_builds_pushes_and_reports(channel: DemoChannel, tmp_path: Pat
 
                 archive = repo / "pixi-packs" / f"{environment}-image.tar"
                 assert skopeo("inspect", f"oci-archive:{archive}")["Digest"] == digest
+                # Named after the first tag: what docker load (RepoTags) gives the image.
+                assert skopeo("list-tags", f"docker-archive:{archive}")["Tags"] == [f"{name}:{short_sha}"]
                 config = skopeo("inspect", "--config", f"docker-archive:{archive}")
                 assert "GREETING=hi; touch pwned" in config["config"]["Env"]
                 bundle = json.loads(archive.with_name(archive.name + ".sigstore.json").read_text())
@@ -429,9 +431,22 @@ def test_image_job_inputs_are_checked_in_one_line() -> None:
     assert refused(PIXI_PACK_IMAGE_TAGS="/default:abc").startswith("image-tags: /default:abc has no registry")
     assert refused(PIXI_PACK_IMAGE_ARGS="--env 'unclosed").startswith("image-args: ")
     assert refused(PIXI_PACK_IMAGE_PUSH="yes") == "PIXI_PACK_IMAGE_PUSH must be true or false, got 'yes'"
-    # No push: no tags needed, and none checked.
+    # No push: no tags needed; the first names the archive, so only it is checked, and the default
+    # tags with the container registry off ($CI_REGISTRY_IMAGE empty) name nothing.
     argv = image_arguments(image_job_env(PIXI_PACK_IMAGE_PUSH="false", PIXI_PACK_IMAGE_TAGS=""))
     assert "--push" not in argv and "oci-archive:pixi-packs/default-image.tar" in argv
+    argv = image_arguments(image_job_env(PIXI_PACK_IMAGE_PUSH="false", PIXI_PACK_IMAGE_TAGS="/{environment}:abc"))
+    assert "--push" not in argv and "oci-archive:pixi-packs/default-image.tar" in argv
+    argv = image_arguments(image_job_env(PIXI_PACK_IMAGE_PUSH="false", PIXI_PACK_ENVIRONMENTS="default,prod",
+                                         PIXI_PACK_IMAGE_TAGS="r.example/app/{environment}:1,/bad"))  # fmt: skip
+    assert "--push" not in argv and "oci-archive:pixi-packs/default-image.tar:r.example/app/default:1" in argv
+    several = refused(PIXI_PACK_IMAGE_PUSH="false", PIXI_PACK_ENVIRONMENTS="default,prod",
+                      PIXI_PACK_IMAGE_TAGS="r.example/app:1")  # fmt: skip
+    assert several.startswith("image-tags: r.example/app:1 has no {environment}")
+    # Pushing: the archive is named after the first tag too.
+    argv = image_arguments(image_job_env(PIXI_PACK_IMAGE_TAGS="r.example/app/{environment}:1,r.example/b:2"))
+    assert "oci-archive:pixi-packs/default-image.tar:r.example/app/default:1" in argv
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--push"] == ["r.example/app/default:1", "r.example/b:2"]
 
 
 @pytest.mark.parametrize(

@@ -142,7 +142,7 @@ def test_gitlab_image_inputs_reach_the_image_command() -> None:
     argv = image_arguments(env)
     assert argv[argv.index("--base") + 1] == "registry.example/base:1"
     assert argv[argv.index("--push") + 1] == "registry.example/app/prod:1"
-    assert argv[argv.index("--output") + 1] == "oci-archive:out/prod-image.tar"
+    assert argv[argv.index("--output") + 1] == "oci-archive:out/prod-image.tar:registry.example/app/prod:1"
     assert argv[-4:] == ["--entrypoint", "app --serve", "--compression", "zstd"]
     assert "--push" not in image_arguments({**env, variables["image-push"][0]: "false"})
     assert 'if: $PIXI_PACK_BUILD_IMAGE != "true"' in text and variables["build-image"] == ["PIXI_PACK_BUILD_IMAGE"]

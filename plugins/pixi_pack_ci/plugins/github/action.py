@@ -80,8 +80,9 @@ def image_commands(cache_dir: str = "") -> list[list[str]]:
     tags = _words("image-tags")
     if push and not tags:
         raise InputError("input image-tags is empty: give REGISTRY/REPO[:TAG] to push to, or set image-push to false")
-    if push and len(environments) > 1:
-        for tag in tags:
+    if len(environments) > 1:
+        # Pushed to every tag; without push the archive is named after the first.
+        for tag in tags if push else tags[:1]:
             if "{environment}" not in tag:
                 raise InputError(f"input image-tags: {tag!r} needs {{environment}}: several environments are built")
     try:
@@ -102,7 +103,9 @@ def image_commands(cache_dir: str = "") -> list[list[str]]:
             for tag in tags:
                 argv += ["--push", tag.replace("{environment}", environment)]
         else:
-            argv += ["--output", f"oci-archive:{output_dir / f'{environment}-image.tar'}"]
+            # Named after the first tag, so that docker load and podman load give the image that name.
+            name = f":{tags[0].replace('{environment}', environment)}" if tags else ""
+            argv += ["--output", f"oci-archive:{output_dir / f'{environment}-image.tar'}{name}"]
         argv += _source_arguments(cache_dir or _text("cache-dir")) + _signing_arguments()
         # The user's flags last, so that they win over ours (argparse keeps the last value).
         commands.append(argv + _log_arguments() + extra)

@@ -69,11 +69,16 @@ def image_arguments(env: Mapping[str, str]) -> list[str]:
     if not platforms:
         raise UsageError(f"build-image needs a Linux platform in platforms, got {', '.join(requested)}")
     push = _flag(env, "PIXI_PACK_IMAGE_PUSH", default=True)
-    tags = input_list(env.get("PIXI_PACK_IMAGE_TAGS", "")) if push else []
+    tags = input_list(env.get("PIXI_PACK_IMAGE_TAGS", ""))
     if push and not tags:
         raise UsageError("image-tags is empty: give REGISTRY/REPO[:TAG] to push to, or set image-push to false")
+    if not push and tags and tags[0].startswith(("/", ":")):
+        # Not pushing, with the default tags while the container registry is off: nothing to name
+        # the archive after, and nothing to refuse.
+        tags = []
     environments = input_list(env.get("PIXI_PACK_ENVIRONMENTS", "")) or [environment]
-    for tag in tags:
+    # Pushed to every tag; the archive is named after the first (not pushing, only that one counts).
+    for tag in tags if push else tags[:1]:
         if len(environments) > 1 and ENVIRONMENT_PLACEHOLDER not in tag:
             raise UsageError(
                 f"image-tags: {tag} has no {ENVIRONMENT_PLACEHOLDER}: with several environments "
@@ -94,8 +99,11 @@ def image_arguments(env: Mapping[str, str]) -> list[str]:
         argv += ["-p", platform]
     # Absolute: `image --use-cache` with a relative folder fails (a relative path as a file URI).
     argv += ["--use-cache", str(Path(CACHE_DIR).absolute())]
-    argv += ["--output", f"oci-archive:{output_dir / f'{environment}-image.tar'}"]
-    for tag in tags:
+    # The archive carries the first tag's name, pushed or not, so that docker load and podman load
+    # give the image that name (image never names an archive after a --push by itself).
+    name = f":{tags[0].replace(ENVIRONMENT_PLACEHOLDER, environment)}" if tags else ""
+    argv += ["--output", f"oci-archive:{output_dir / f'{environment}-image.tar'}{name}"]
+    for tag in tags if push else []:
         argv += ["--push", tag.replace(ENVIRONMENT_PLACEHOLDER, environment)]
     for file in env.get("PIXI_PACK_INJECT", "").split():
         argv += ["--inject", file]
