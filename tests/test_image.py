@@ -154,7 +154,8 @@ def test_same_lockfile_same_digests(image_channel: ImageChannel, tmp_path: Path)
     (tmp_path / "t2").mkdir()
     common = ("--base", "scratch", "--layers", "per-package")
     cache = tmp_path / "cache"
-    first = image_json(project, *common, "--output", f"oci-layout:{tmp_path / 'a'}", "--use-cache", cache,
+    # The same cache named relative to the first build's working folder, absolute for the second.
+    first = image_json(project, *common, "--output", f"oci-layout:{tmp_path / 'a'}", "--use-cache", "../cache",
                        env={"TMPDIR": str(tmp_path / "t1")}, cwd=tmp_path / "t1")  # fmt: skip
     old = os.umask(0o077)  # the second build's files are created under another umask
     try:

@@ -91,7 +91,8 @@ def _plan_source(plan: PackPlan, files: dict[str, Path]) -> EnvironmentSource:
     records = records_from_dicts((a.file_name, a.record) for a in plan.conda)
     by_name = {a.file_name: a for a in plan.conda}
     for record in records:
-        record.url = files[by_name[record.file_name].cache_key].as_uri()
+        # absolute(): a relative --use-cache has no file URI.
+        record.url = files[by_name[record.file_name].cache_key].absolute().as_uri()
     wheels = [files[w.cache_key] for w in plan.pypi]
     urls = {a.file_name: redact_url(a.url) for a in plan.conda}
     packages = [artifact_summary(a) for a in plan.artifacts]
