@@ -97,7 +97,7 @@ def image_arguments(env: Mapping[str, str]) -> list[str]:
     argv = ["image", env.get("PIXI_PACK_MANIFEST", "").strip() or ".", "-e", environment, "--base", base]
     for platform in platforms:
         argv += ["-p", platform]
-    # Absolute: `image --use-cache` with a relative folder fails (a relative path as a file URI).
+    # The pack jobs' cache folder (cache:paths), in the build folder.
     argv += ["--use-cache", str(Path(CACHE_DIR).absolute())]
     # The archive carries the first tag's name, pushed or not, so that docker load and podman load
     # give the image that name (image never names an archive after a --push by itself).
