@@ -107,7 +107,10 @@ def pixi_pack_ci_image_layers(layers: list[ImageLayer], platform: str, options: 
     """Called per platform of ``image`` once the environment is installed and split into layers
     (``--layers``), before any layer is written; change ``layers`` in place (merge, split,
     reorder). The top layer (files of no single package) is the last. Every path must stay in
-    exactly one layer, and the image within 100 layers, or the run stops."""
+    exactly one layer, and the image within 100 layers, or the run stops. When ``--use-cache``
+    holds the environment already, it is called with the layers recorded then, without an
+    install; the cached layers are used only if the plugins lay them out as they did then
+    (else the environment is installed and written afresh). Once per platform and run either way."""
 
 
 @hookspec(firstresult=True)
