@@ -30,6 +30,7 @@ fi
 bash scripts/tools.sh  # cosign and sigstore-go from Debian trixie, the verifier tests' 5th and 6th verifiers
 echo "== ruff"
 "$venv/bin/ruff" check core plugins hatch_plugin tests examples bench
+"$venv/bin/ruff" format --check core plugins hatch_plugin tests examples bench
 # Once per target system: typeshed declares POSIX-only functions (os.pwrite, os.fchmod, ...) only
 # where they exist, and mypy follows sys.platform checks, so the Windows and macOS code paths are
 # checked on any machine. A cache per platform keeps the reruns fast.

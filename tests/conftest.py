@@ -66,10 +66,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(skip)
 
 
-
-
-
-
 @pytest.fixture(scope="session")
 def demo_channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoChannel]:
     base = tmp_path_factory.mktemp("channel")
@@ -86,23 +82,9 @@ def channel(demo_channel: DemoChannel) -> DemoChannel:
     return demo_channel
 
 
-
-
-
-
 @pytest.fixture
 def project(tmp_path: Path, channel: DemoChannel) -> Project:
     return make_project(tmp_path / "project", channel)
-
-
-
-
-
-
-
-
-
-
 
 
 @pytest.fixture(scope="session")
@@ -115,8 +97,6 @@ def sigstore(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sigstore]:
     (d / "trusted_root.jsonl").write_text(json.dumps(fake.trusted_root(), separators=(",", ":")) + "\n")
     yield Sigstore(fake, d / "trust_config.json", d / "trusted_root.json", d / "trusted_root.jsonl")
     fake.stop()
-
-
 
 
 @pytest.fixture(scope="session")

@@ -55,9 +55,7 @@ def make_hatch_project(
     wheel = LockedPypi(
         f"{channel.url}pypi/hatch/{extra.name}", "extra-lib", "1.1", hashlib.sha256(extra.read_bytes()).hexdigest()
     )
-    self_entry = LockedPypi(
-        "." if lock_version >= 7 else "./", "demo-app", "0.3.0", "5" * 64, editable=True
-    )
+    self_entry = LockedPypi("." if lock_version >= 7 else "./", "demo-app", "0.3.0", "5" * 64, editable=True)
     write_pixi_lock(
         project / "pixi.lock",
         lock_version,

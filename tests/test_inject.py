@@ -53,9 +53,7 @@ def test_inject_valid_conda_packages(project: Project, tmp_path: Path, extra_pac
     assert (tmp_path / "deploy/env/conda-meta/my-webserver-0.1.0-pyh4616a5c_0.json").is_file()
 
 
-def test_inject_takes_several_files_per_flag(
-    project: Project, tmp_path: Path, extra_packages: dict[str, Path]
-) -> None:
+def test_inject_takes_several_files_per_flag(project: Project, tmp_path: Path, extra_packages: dict[str, Path]) -> None:
     # As pixi-pack: `-i a b`; the same pack as `-i a -i b`, and the manifest path is not swallowed
     # when it comes first.
     one_flag = tmp_path / "one.tar"

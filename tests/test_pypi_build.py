@@ -202,9 +202,10 @@ def test_sources_are_built_packed_and_installed(
     ]  # fmt: skip
     by_name = {b["name"]: b for b in builds}
     assert by_name["git-lib"]["source_digest"] == {"gitCommit": world.git_commit}
-    assert by_name["sdist-lib"]["source_digest"]["sha256"] == hashlib.sha256(
-        next((world.index.root / "files").glob("sdist_lib-*.tar.gz")).read_bytes()
-    ).hexdigest()
+    assert (
+        by_name["sdist-lib"]["source_digest"]["sha256"]
+        == hashlib.sha256(next((world.index.root / "files").glob("sdist_lib-*.tar.gz")).read_bytes()).hexdigest()
+    )
     assert "built in" in proc.stderr.decode() and "from git git://127.0.0.1" in proc.stderr.decode()
     wheels = _pypi_names(pack)
     assert ["-".join(n[len("pypi/") :].split("-")[:2]) for n in wheels] == [

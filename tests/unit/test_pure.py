@@ -55,7 +55,7 @@ def test_moving_git_refs_and_unknown_urls_are_refused(tmp_path: Path) -> None:
 
 def test_uv_failure_reports_become_one_cause() -> None:
     backend = (
-        "Building wheel...\nTraceback (most recent call last):\n  File \"<string>\", line 1\n"
+        'Building wheel...\nTraceback (most recent call last):\n  File "<string>", line 1\n'
         "RuntimeError: broken on purpose\nerror: Failed to build `/x`\n"
         "  cause: The build backend returned an error\n  cause: Call to `setuptools.build_meta` failed\n"
     )

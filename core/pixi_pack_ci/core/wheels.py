@@ -57,9 +57,7 @@ class PythonInfo:
         site = record.get("python_site_packages_path")
         if not site:
             abi = "t" if freethreading else ""
-            site = (
-                "Lib/site-packages" if is_windows(platform) else f"lib/python{major}.{minor}{abi}/site-packages"
-            )
+            site = "Lib/site-packages" if is_windows(platform) else f"lib/python{major}.{minor}{abi}/site-packages"
         return cls(major, minor, platform, str(site), freethreading)
 
 

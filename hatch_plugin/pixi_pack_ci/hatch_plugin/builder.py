@@ -34,9 +34,7 @@ class PixiPackBuilder(BuilderInterface[BuilderConfig, Any]):
 
     def clean(self, directory: str, versions: list[str]) -> None:
         settings = self._settings()
-        pattern = settings.output_name.format(
-            name="*", version="*", environment="*", platform="*"
-        )
+        pattern = settings.output_name.format(name="*", version="*", environment="*", platform="*")
         # Only what this builder writes: packs and their bundles, never wheels or sdists.
         for suffix in (".tar", ".sh", ".ps1"):
             for path in Path(directory).glob(pattern + suffix):

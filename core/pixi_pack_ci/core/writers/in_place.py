@@ -94,9 +94,7 @@ class InPlaceWriter(PackWriter):
         hasher = FrontierHasher(fd, list(slots.values()), end)
         total = sum(a.size or 0 for a in plan.artifacts)
         try:
-            with ProgressReporter(
-                f"Fetching {len(plan.artifacts)} packages", total, enabled=not job.quiet
-            ) as progress:
+            with ProgressReporter(f"Fetching {len(plan.artifacts)} packages", total, enabled=not job.quiet) as progress:
                 run.show_progress(progress)
                 files = fetch_artifacts(plan.artifacts, run)
         except BaseException:
