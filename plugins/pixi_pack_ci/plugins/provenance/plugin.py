@@ -102,7 +102,7 @@ def _requirements(args: argparse.Namespace) -> IdentityRequirements:
 
 
 class ProvenancePlugin:
-    """Signs packs (Sigstore keyless or a key) with SLSA v1 provenance, and verifies them."""
+    """Signs packs and images (Sigstore keyless or a key) with SLSA v1 provenance, and verifies them."""
 
     def __init__(self) -> None:
         self._pm: pluggy.PluginManager | None = None
@@ -122,7 +122,8 @@ class ProvenancePlugin:
             group.add_argument(
                 "--attest",
                 action="store_true",
-                help="sign the packs with SLSA v1 provenance (keyless from the CI's OIDC identity)",
+                help=f"sign the {'images' if command == 'image' else 'packs'} with SLSA v1 provenance"
+                " (keyless from the CI's OIDC identity)",
             )
             group.add_argument(
                 "--sign-key",
