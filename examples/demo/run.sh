@@ -16,5 +16,5 @@ rm -rf "$out"
 "$venv/bin/pixi-pack-ci" unpack "$out/environment.tar" -o "$out/deploy"
 env -i HOME="$HOME" PATH=/usr/bin:/bin bash -c "source '$out/deploy/activate.sh' && demo-hello"
 # An OCI image of the same lockfile, into a layout folder (copy it anywhere with skopeo); prints
-# oci-layout:<folder>@sha256:<digest>, the same digest on every machine.
+# oci-layout:<folder>@sha256:<digest>, the same digest wherever the same zlib compresses it.
 "$venv/bin/pixi-pack-ci" image "$here" -p linux-64 --use-cache "$out/cache" --base scratch --output "oci-layout:$out/image"
