@@ -12,7 +12,8 @@ references measured in the same run, medians of ``--repeat`` rounds. Issue 17's 
   on 127.0.0.1): at most 1 s plus one HEAD per blob, the HEADs timed against the same registry in
   the same run (sequentially, over one connection); the registry's access log says which requests
   the push made. Also the same rebuild without the push.
-* peak RSS of the cold image build and of the rebuild and push, for two environment sizes
+* peak RSS of the cold image build and of the rebuild and push, for three environment sizes
+  (two with ``--quick``), each twice the last
 
 The image build includes installing the environment (rattler, from the warm cache); the
 references start from an environment already installed, so the ratios are an upper bound on
@@ -31,6 +32,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -79,10 +81,11 @@ def make_project(base: Path, count: int, total: int, seed: int) -> Path:
     return project
 
 
-def timed(cmd: list[str] | str, out: Path | None = None, **kwargs: object) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one command (its stdout into ``out``, if given). The
-    peak is VmHWM, read while it runs: the rusage of a child counts the memory of this (big)
-    process it was forked from."""
+def timed(cmd: list[str] | str, out: Path | None = None, **kwargs: object) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (bytes) and CPU seconds (user + system, its children's too: a shell
+    pipeline's) of one command, its stdout into ``out`` if given. The peak is VmHWM, read while it
+    runs: the rusage of a child counts the memory of this (big) process it was forked from."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(out or os.devnull, "wb") as stdout:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
@@ -93,7 +96,9 @@ def timed(cmd: list[str] | str, out: Path | None = None, **kwargs: object) -> tu
         elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"failed: {cmd}: {proc.stderr.read().decode() if proc.stderr else ''}")
-    return elapsed, peak
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return elapsed, peak, cpu
 
 
 def image(project: Path, cache: Path, out: Path, *extra: str) -> list[str]:
@@ -116,15 +121,17 @@ def measure(project: Path, scratch: Path, repeat: int) -> dict[str, list[float]]
     subprocess.run([*CLI, "pack", str(project), "-p", "linux-64", "-o", str(scratch / "env.tar"), "-q"], check=True)
     subprocess.run([*CLI, "unpack", str(scratch / "env.tar"), "-o", str(scratch / "deploy"), "-q"], check=True)
     env = scratch / "deploy" / "env"
-    results: dict[str, list[float]] = {
-        k: [] for k in ("image_gzip", "tar_gzip", "image_none", "tar", "image_cached", "rss")
-    }
+    kinds = ("image_gzip", "image_gzip_cpu", "tar_gzip", "tar_gzip_cpu", "image_none", "tar", "image_cached", "rss")
+    results: dict[str, list[float]] = {k: [] for k in kinds}
     for _ in range(repeat):
         shutil.rmtree(cache / "image-layers", ignore_errors=True)  # layers written, not taken from the cache
-        seconds, rss = timed(image(project, cache, scratch / "img"))
+        seconds, rss, cpu = timed(image(project, cache, scratch / "img"))
         results["image_gzip"].append(seconds)
+        results["image_gzip_cpu"].append(cpu)
         results["rss"].append(rss)
-        results["tar_gzip"].append(timed(f"tar -C {env} -cf - . | gzip -6 -n > /dev/null", shell=True)[0])
+        seconds, _, cpu = timed(f"tar -C {env} -cf - . | gzip -6 -n > /dev/null", shell=True)
+        results["tar_gzip"].append(seconds)
+        results["tar_gzip_cpu"].append(cpu)
         results["image_none"].append(timed(image(project, cache, scratch / "plain", "--compression", "none"))[0])
         # The same again: every layer in the layer cache.
         results["image_cached"].append(timed(image(project, cache, scratch / "img"), scratch / "cached.json")[0])
@@ -179,7 +186,7 @@ def measure_push(project: Path, scratch: Path, repeat: int) -> tuple[dict[str, l
         made: Counter[str] = Counter()
         for _ in range(repeat):
             offset = registry.log.stat().st_size
-            seconds, rss = timed(cmd, scratch / "pushed.json")
+            seconds, rss, _ = timed(cmd, scratch / "pushed.json")
             result = rebuilt(scratch / "pushed.json")
             made = requests_made(registry.log, offset)
             blobs = [result["images"][0]["config_digest"], *(x["digest"] for x in result["images"][0]["layers"])]
@@ -200,7 +207,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    sizes = [(12, 20 * MiB), (12, 40 * MiB)] if args.quick else [(40, 100 * MiB), (40, 200 * MiB)]
+    # Three sizes, each twice the last: peak RSS should not follow them.
+    sizes = [(12, 20 * MiB), (12, 40 * MiB)] if args.quick else [(40, 100 * MiB), (40, 200 * MiB), (40, 400 * MiB)]
     # As an installed wheel is: start-up then loads bytecode rather than compiling the sources.
     for folder in ("core", "plugins"):
         compileall.compile_dir(REPO / folder, quiet=1)
@@ -232,18 +240,35 @@ def write_report(
         + ", ".join(f"{x:.2f}" for x in load) + " at the start and after each size.", "",
         "## Build from a warm package cache (bar: at most 1.3x `tar | gzip`)", "",
         "The image build includes installing the environment from the warm cache; the references start",
-        "from it installed. The image compresses up to four layers at once, `gzip` on one core.", "",
-        "| packages | payload | image gzip:6 | tar \\| gzip -6 | ratio | image none | tar | ratio | peak RSS |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "from it installed. The image compresses up to four layers at once, so on several CPUs it can",
+        "take less wall time than one `gzip`: the CPU columns (user + system seconds, all processes) say",
+        "what the work costs whatever the parallelism.", "",
+        "| packages | payload | image gzip:6 | tar \\| gzip -6 | ratio | CPU: image | CPU: tar \\| gzip | ratio "
+        "| image none | tar | ratio | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for count, total, m in rows:
         lines.append(
             f"| {count} | {total // MiB} MiB | {m['image_gzip']:.2f} s | {m['tar_gzip']:.2f} s | "
-            f"{m['image_gzip'] / m['tar_gzip']:.2f}x | {m['image_none']:.2f} s | {m['tar']:.2f} s | "
+            f"{m['image_gzip'] / m['tar_gzip']:.2f}x | {m['image_gzip_cpu']:.2f} s | {m['tar_gzip_cpu']:.2f} s | "
+            f"{m['image_gzip_cpu'] / m['tar_gzip_cpu']:.2f}x | {m['image_none']:.2f} s | {m['tar']:.2f} s | "
             f"{m['image_none'] / m['tar']:.2f}x | {m['rss'] / MiB:.0f} MiB |"
         )
     worst = max(m["image_gzip"] / m["tar_gzip"] for _, _, m in rows)
-    lines += ["", f"gzip:6 at most {worst:.2f}x `tar | gzip -6`: {'meets' if worst <= 1.3 else 'misses'} the 1.3x bar."]
+    worst_cpu = max(m["image_gzip_cpu"] / m["tar_gzip_cpu"] for _, _, m in rows)
+    rss = [m["rss"] for _, _, m in rows]
+    lines += [
+        "",
+        f"gzip:6 at most {worst:.2f}x `tar | gzip -6` in wall time: {'meets' if worst <= 1.3 else 'misses'} "
+        f"the 1.3x bar; in CPU time at most {worst_cpu:.2f}x.",
+        "",
+        "`--compression none` has no compression to hide the rest behind: its ratio is mostly the",
+        "install (rattler linking the packages from the warm cache into a staging prefix) and start-up,",
+        "which `tar` of an installed environment does not do.",
+        "",
+        f"Peak RSS of the build from {min(rss) / MiB:.0f} to {max(rss) / MiB:.0f} MiB while the payload grows "
+        f"{rows[-1][1] // rows[0][1]}x.",
+    ]  # fmt: skip
     lines += [
         "", "## Unchanged rebuild and push (bar: at most 1 s plus one HEAD per blob)", "",
         "The image built again, unchanged, with `--use-cache` and `--push` to a registry that has every",
