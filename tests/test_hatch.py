@@ -3,6 +3,7 @@ temporary project whose pixi.lock points at the loopback channel and includes py
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from harness import PY, DemoChannel, run_cli
+from image_support import docker_registry, need
 from support import LockedPypi, build_wheel, channel_records, write_pixi_lock
 
 REPO = Path(__file__).resolve().parent.parent
@@ -213,13 +215,30 @@ def test_hatch_builder_makes_an_image_of_the_pack(
     tmp_path: Path, channel: DemoChannel, python_channel: Path, plugin_source: str
 ) -> None:
     """With `image-base`, each pack also becomes an OCI image layout in dist/, holding the project's
-    own wheel installed in the environment's site-packages."""
+    own wheel installed in the environment's site-packages, pushed to `image-push` (placeholders
+    filled in) and signed with the packs' `sign-key`."""
+    need("docker-registry", "skopeo")
+    run_cli("keygen", "--output-prefix", tmp_path / "site", "--no-passphrase", check=True)
     project = make_hatch_project(tmp_path, channel, python_channel, plugin_source)
-    proc = hatch_build(project, tmp_path, 'image-base = "scratch"', 'image-entrypoint = "python3"')
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    layout = project / "dist" / "demo_app-0.3.0-default-linux-64.oci"
-    index = json.loads((layout / "index.json").read_text())
-    (manifest_ref,) = index["manifests"]
+    with docker_registry(tmp_path / "registry") as registry:
+        proc = hatch_build(
+            project, tmp_path, 'image-base = "scratch"', 'image-entrypoint = "python3"',
+            f'sign-key = "{tmp_path / "site.key"}"',
+            f'image-push = ["{registry.host}/acme/{{environment}}-{{platform}}:{{version}}"]',
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        layout = project / "dist" / "demo_app-0.3.0-default-linux-64.oci"
+        index = json.loads((layout / "index.json").read_text())
+        (manifest_ref,) = index["manifests"]
+        pushed = subprocess.run(
+            ["skopeo", "inspect", "--tls-verify=false", f"docker://{registry.host}/acme/default-linux-64:0.3.0"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert json.loads(pushed.stdout)["Digest"] == manifest_ref["digest"]
+    bundle = layout.with_name(layout.name + ".sigstore.json")
+    envelope = json.loads(bundle.read_text())["dsseEnvelope"]
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    assert {s["digest"]["sha256"] for s in statement["subject"]} == {manifest_ref["digest"].split(":")[1]}
     blobs = layout / "blobs" / "sha256"
     manifest = json.loads((blobs / manifest_ref["digest"].split(":")[1]).read_text())
     config = json.loads((blobs / manifest["config"]["digest"].split(":")[1]).read_text())
@@ -233,4 +252,25 @@ def test_hatch_builder_makes_an_image_of_the_pack(
     clean = subprocess.run([bin_tool("hatch"), "clean", "-t", "pixi-pack"], cwd=project, capture_output=True,
                            text=True, env=hatch_env(tmp_path), timeout=300)  # fmt: skip
     assert clean.returncode == 0, clean.stderr[-2000:]
-    assert not layout.exists()
+    assert not layout.exists() and not bundle.exists()
+
+
+def test_hatch_refuses_two_images_pushed_to_one_reference(
+    tmp_path: Path, channel: DemoChannel, python_channel: Path, plugin_source: str
+) -> None:
+    """Two environments, one `image-push` without `{environment}`: the second image would replace
+    the first, so the build stops before packing anything."""
+    project = make_hatch_project(tmp_path, channel, python_channel, plugin_source)
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('environments = ["default"]', 'environments = ["default", "prod"]')
+    )
+    proc = hatch_build(
+        project, tmp_path, 'image-base = "scratch"', 'image-push = ["127.0.0.1:5000/acme/app:{version}"]'
+    )
+    assert proc.returncode != 0
+    assert (
+        "option `image-push` sends the images of default/linux-64 and prod/linux-64 both to "
+        "127.0.0.1:5000/acme/app:0.3.0: add {environment} or {platform} to it"
+    ) in proc.stdout + proc.stderr
+    assert not list((project / "dist").glob("*.tar")) and not list((project / "dist").glob("*.oci"))

@@ -23,6 +23,7 @@ from .errors import (
 )
 from .fetch_context import Digests, FetchContext
 from .hookspecs import hookimpl, hookspec
+from .image.refs import image_platforms
 from .model import (
     CondaArtifact,
     ImageLayer,
@@ -82,6 +83,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "human_size",
+    "image_platforms",
     "inspect_pack",
     "install_environment",
     "main",

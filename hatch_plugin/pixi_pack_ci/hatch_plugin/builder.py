@@ -42,6 +42,7 @@ class PixiPackBuilder(BuilderInterface[BuilderConfig, Any]):
                 path.with_name(path.name + ".sigstore.json").unlink(missing_ok=True)
         for layout in Path(directory).glob(pattern + ".oci"):
             shutil.rmtree(layout)
+            layout.with_name(layout.name + ".sigstore.json").unlink(missing_ok=True)
 
     def _builder_for(self, environment: str) -> Callable[..., str]:
         def build(directory: str, **build_data: Any) -> str:

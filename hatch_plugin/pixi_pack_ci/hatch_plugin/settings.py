@@ -53,7 +53,8 @@ class PackSettings:
     #: becomes an OCI image layout ``<output-name>.oci/`` (``pixi-pack-ci image --from-pack``).
     image_base: str = ""
     image_entrypoint: str = ""
-    #: ``REGISTRY/REPO[:TAG]`` to push each image to.
+    #: ``REGISTRY/REPO[:TAG]`` to push each image to, with ``output-name``'s placeholders (one
+    #: image per environment and Linux platform: each must name its own reference).
     image_push: list[str] = field(default_factory=list)
 
     @classmethod
@@ -73,11 +74,12 @@ class PackSettings:
             image_entrypoint=_string(table, "image-entrypoint", where),
             image_push=_strings(table, "image-push", where, []),
         )
-        try:
-            settings.output_name.format(name="n", version="v", environment="e", platform="p")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise SettingsError(
-                f"option `output-name` of {where} may use {{name}}, {{version}}, {{environment}}, {{platform}} "
-                f"only ({exc})"
-            ) from None
+        for key, value in [("output-name", settings.output_name), *(("image-push", v) for v in settings.image_push)]:
+            try:
+                value.format(name="n", version="v", environment="e", platform="p")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise SettingsError(
+                    f"option `{key}` of {where} may use {{name}}, {{version}}, {{environment}}, {{platform}} "
+                    f"only ({exc})"
+                ) from None
         return settings

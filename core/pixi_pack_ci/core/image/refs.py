@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,18 @@ LINUX_PLATFORMS: dict[str, tuple[str, str | None]] = {
     "linux-armv7l": ("arm", "v7"),
     "linux-32": ("386", None),
 }
+
+#: Subdir prefixes of platforms that are packed but get no image.
+_NOT_IMAGE_PLATFORMS = ("osx-", "win-", "emscripten-", "wasi-", "noarch")
+
+
+def image_platforms(names: Iterable[str]) -> list[str]:
+    """Those of ``names`` (platforms a project packs for) an image could be built for: all but
+    macOS, Windows, WebAssembly and noarch, which have no container image. What is left is the
+    ``image`` command's to judge (it refuses an unknown one in one line), so a CI adapter or build
+    tool that packs every platform of a project builds images of the Linux ones only."""
+    return [name for name in names if not name.startswith(_NOT_IMAGE_PLATFORMS)]
+
 
 _REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")

@@ -19,13 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import github_action_utils as gha
+from pixi_pack_ci.core import image_platforms
 from pixi_pack_ci.core import main as pixi_pack_ci_main
 
 from .plugin import SUMMARY_SWITCH_ENV
 
 LOG_LEVELS = {"error": ["-q"], "warning": [], "info": ["-v"], "debug": ["-vv"]}
-# Subdir prefixes of platforms that are packed but have no image (images are Linux only).
-NOT_IMAGE_PLATFORMS = ("osx-", "win-", "emscripten-", "wasi-", "noarch")
 
 
 class InputError(Exception):
@@ -90,7 +89,7 @@ def image_commands(cache_dir: str = "") -> list[list[str]]:
     except ValueError as exc:
         raise InputError(f"input image-args: {exc}") from None
     requested = _words("platforms")
-    platforms = [p for p in requested if not p.startswith(NOT_IMAGE_PLATFORMS)]
+    platforms = image_platforms(requested)
     if requested and not platforms:
         raise InputError(f"input build-image needs a Linux platform in platforms, got {' '.join(requested)}")
     output_dir = Path(_text("output-dir", "pixi-packs"))

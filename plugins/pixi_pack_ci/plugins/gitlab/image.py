@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pixi_pack_ci.core import ImageResult, UsageError
+from pixi_pack_ci.core import ImageResult, UsageError, image_platforms
 from pixi_pack_ci.plugins.provenance.checksums import write_text_atomically
 
 from .job import _relative
@@ -21,9 +21,6 @@ from .job import _relative
 #: The download cache of the pack jobs (``cache:paths`` of the template); ``image`` keeps its
 #: layer cache in it too.
 CACHE_DIR = ".pixi-pack-cache"
-#: Subdir prefixes of platforms that are packed but get no image (images are Linux only); the
-#: GitHub action skips the same ones.
-NOT_IMAGE_PLATFORMS = ("osx-", "win-", "emscripten-", "wasi-", "noarch")
 ENVIRONMENT_PLACEHOLDER = "{environment}"
 
 
@@ -65,7 +62,7 @@ def image_arguments(env: Mapping[str, str]) -> list[str]:
             "(there is no default base)"
         )
     requested = input_list(env.get("PIXI_PACK_PLATFORMS", "")) or ["linux-64"]
-    platforms = [p for p in requested if not p.startswith(NOT_IMAGE_PLATFORMS)]
+    platforms = image_platforms(requested)
     if not platforms:
         raise UsageError(f"build-image needs a Linux platform in platforms, got {', '.join(requested)}")
     push = _flag(env, "PIXI_PACK_IMAGE_PUSH", default=True)
