@@ -206,15 +206,16 @@ class Builder:
         request = self.request
         epoch = image_time(source.newest_timestamp)
         below = len(base.layers) + len(request.additions)
+        budget = self.layer_budget(below)
         cache = LayerCache(request.cache_dir, request.compression) if request.cache_dir is not None else None
-        key = cache.environment_key(self.environment_inputs(source, epoch)) if cache is not None else None
+        key = cache.environment_key(self.environment_inputs(source, epoch, budget)) if cache is not None else None
         recalled = self.recall(cache, key, source, below) if cache is not None and key is not None else None
         if recalled is not None:
             blobs, activation = recalled
             entrypoint = self.entrypoint(activation, base)
             log.info("%s: every environment layer from the layer cache; nothing installed", source.platform)
         else:
-            blobs, activation, entrypoint = self.install(source, index, base, epoch, below, cache, key)
+            blobs, activation, entrypoint = self.install(source, index, base, epoch, below, budget, cache, key)
         for addition in request.additions:  # after the environment: what changes most comes last
             added, paths = addition_files(addition, self.work / f"install-{index}", epoch)
             blobs.append(write_layer(added, paths, self.store, request.compression, f"files at {addition.dest}"))
@@ -245,7 +246,18 @@ class Builder:
         self.cached.update(b.descriptor.digest for b in blobs if b.cached)
         return BuiltImage(source.platform, manifest, config_desc, layers, base, contents, recalled is None)
 
-    def environment_inputs(self, source: env_mod.EnvironmentSource, epoch: int) -> dict[str, Any]:
+    def layer_budget(self, below: int) -> int:
+        """How many environment layers this image may have: ``--max-layers``, fewer when the base's
+        layers (and ``--add``'s) leave less room under 100. ``auto`` and ``single`` fit in it;
+        ``per-package`` is refused past it."""
+        room = MAX_TOTAL_LAYERS - below
+        if room < 1:
+            raise ImageError(
+                f"{_below(self.request, below)} leave no room for the environment under {MAX_TOTAL_LAYERS} layers"
+            )
+        return min(self.request.max_layers, room)
+
+    def environment_inputs(self, source: env_mod.EnvironmentSource, epoch: int, budget: int) -> dict[str, Any]:
         """Everything the installed environment, its activation facts and its layer plan (before
         the plugins) depend on, for the environment record's key; the layer cache adds its salt
         (format, compression and its version, py-rattler's version). The base, ``--env`` and the
@@ -263,7 +275,8 @@ class Builder:
             "prefix": str(request.prefix),
             "activation": request.activation,
             "layers": request.layers,
-            "max_layers": request.max_layers,
+            # The layer plan's own limit: a record made on a base of fewer layers is not for this one.
+            "max_layers": budget,
             "epoch": epoch,
             "records": [
                 {k: v for k, v in d.items() if k not in local or d.get("fn") not in source.urls}
@@ -304,6 +317,7 @@ class Builder:
         base: BaseImage,
         epoch: int,
         below: int,
+        budget: int,
         cache: LayerCache | None,
         key: str | None,
     ) -> tuple[list[LayerBlob], env_mod.Activation, PurePosixPath | None]:
@@ -316,7 +330,7 @@ class Builder:
         entrypoint = self.entrypoint(activation, base)
         if entrypoint is not None:
             env_mod.write_entrypoint(root, request.prefix)
-        before, top = self.plan_layers(root, source, epoch)
+        before, top = self.plan_layers(root, source, epoch, budget, below)
         plan = self.plugin_plan(before, source.platform, below)
         files = LayerFiles(root, request.prefix, epoch, started)
 
@@ -351,15 +365,16 @@ class Builder:
         return request.prefix / env_mod.ENTRYPOINT
 
     def plan_layers(
-        self, root: Path, source: env_mod.EnvironmentSource, epoch: int
+        self, root: Path, source: env_mod.EnvironmentSource, epoch: int, budget: int, below: int
     ) -> tuple[list[ImageLayer], set[str]]:
         """Package layers (each at its newest package's time, never after ``epoch``), then the
-        top layer (at ``epoch``), before the plugins' say; and the paths of no single package
-        (layers holding any are never cached on their own)."""
+        top layer (at ``epoch``), before the plugins' say, ``budget`` layers at most; and the
+        paths of no single package (layers holding any are never cached on their own)."""
         units = find_units(root, source.record_dicts)
         top = assign(root, units)
-        groups = [g for g in group(units, self.request.layers, self.request.max_layers) if g]
-        if self.request.layers == "single" or self.request.max_layers < 2:
+        limit = "" if budget == self.request.max_layers else f"the {budget} left beside {_below(self.request, below)}"
+        groups = [g for g in group(units, self.request.layers, budget, limit) if g]
+        if self.request.layers == "single" or budget < 2:
             merged = sorted({p for g in groups for u in g for p in u.paths} | set(top))
             plan = [ImageLayer(merged, "environment", epoch)]
         else:
@@ -460,6 +475,13 @@ def push(builder: Builder, images: list[BuiltImage], top: Descriptor, ref: Image
     if ref.tag:
         registry.put_manifest(ref.repository, ref.tag, data, top.media_type)
     return {"reference": f"{ref.name}@{top.digest}", "tag": ref.tag, "blobs": dict(Counter(outcomes))}
+
+
+def _below(request: ImageRequest, below: int) -> str:
+    """The layers that are not the environment's, said as a user knows them."""
+    added = len(request.additions)
+    text = f"the base's {below - added} layers"
+    return f"{text} and --add's {added}" if added else text
 
 
 def _layout(plan: list[ImageLayer]) -> str:

@@ -153,15 +153,16 @@ def walk(root: Path) -> dict[str, int]:
     return found
 
 
-def group(units: list[Unit], strategy: str, max_layers: int) -> list[list[Unit]]:
-    """The environment's layers before the top one (which ``single`` folds into its only layer)."""
+def group(units: list[Unit], strategy: str, max_layers: int, limit: str = "") -> list[list[Unit]]:
+    """The environment's layers before the top one (which ``single`` folds into its only layer),
+    ``max_layers`` at most; ``limit`` says where that number comes from, for the refusal."""
     if strategy == "single" or max_layers < 2:
         return [units]
     if strategy == "per-package":
         if len(units) + 1 > max_layers:
+            why = limit or f"--max-layers {max_layers}; raise it (at most {MAX_TOTAL_LAYERS} with the base)"
             raise ImageUsageError(
-                f"--layers per-package needs {len(units) + 1} layers, more than --max-layers {max_layers}; "
-                "raise it (at most 100 with the base) or use --layers auto"
+                f"--layers per-package needs {len(units) + 1} layers, more than {why}, or use --layers auto"
             )
         return [[u] for u in units]
     ranked = sorted(units, key=lambda u: (-u.popularity, -u.size, u.name))
