@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support import PackageSpec
+import rattler
+from support import ChannelServer, PackageSpec, channel_records, write_lockfile
 
 GREET = (
     "#!/bin/sh\necho hello from greeter\necho CONDA_PREFIX=$CONDA_PREFIX\necho FOO=$FOO\n"
@@ -40,6 +42,33 @@ def image_specs() -> list[PackageSpec]:
         ),
         PackageSpec("other", subdir="noarch", files={"share/other/other.txt": "other\n"}),
     ]
+
+
+class ImageChannel:
+    """The channel of :func:`image_specs`, served, and projects locked to some of its packages."""
+
+    def __init__(self, path: Path, server: ChannelServer) -> None:
+        self.path, self.server = path, server
+        self.records = channel_records(path, server.url)
+
+    def pick(self, *wanted: str, subdir: str = "linux-64") -> list[rattler.RepoDataRecord]:
+        """Records by ``name`` or ``name=version`` (from ``subdir`` and noarch)."""
+        out = []
+        for want in wanted:
+            name, _, version = want.partition("=")
+            out += [
+                r
+                for r in self.records[subdir] + self.records.get("noarch", [])
+                if r.name.normalized == name and (not version or str(r.version) == version)
+            ]
+        return out
+
+    def project(self, folder: Path, *wanted: str, platforms: tuple[str, ...] = ("linux-64",)) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "pixi.toml").write_text('[workspace]\nname = "img"\nchannels = []\nplatforms = []\n')
+        envs = {"default": {p: self.pick(*wanted, subdir="linux-64") for p in platforms}}
+        write_lockfile(folder / "pixi.lock", envs, self.server.url)
+        return folder
 
 
 def need(*tools: str) -> None:
@@ -165,9 +194,17 @@ def docker_registry(folder: Path, auth: str = "") -> Iterator[Registry]:
 class TokenServer:
     """A token service as GHCR's and GitLab's (distribution's ``auth.token``): Basic credentials
     in, an ES256 JWT out whose ``x5c`` certificate the registry trusts. Wrong credentials get a
-    token that allows pulling only, as real services answer."""
+    token that allows pulling only, as real services answer. ``authorizations`` records the
+    ``Authorization`` header of every request (None: anonymous).
 
-    def __init__(self, folder: Path, user: str, password: str) -> None:
+    ``one_repository``: a token grants the first repository asked for only, as token services
+    that read a single ``scope`` do; distribution then refuses a cross-repository mount (401).
+    ``refresh_token``: also answer OAuth2 ``POST`` requests (``grant_type=refresh_token``, how
+    Docker uses an identity token) carrying that token, as the good user."""
+
+    def __init__(
+        self, folder: Path, user: str, password: str, *, one_repository: bool = False, refresh_token: str = ""
+    ) -> None:
         import datetime
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -190,36 +227,59 @@ class TokenServer:
         self.bundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         self.x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
         self.expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.one_repository = one_repository
+        self.refresh_token = refresh_token
         self.requests: list[str] = []
+        self.authorizations: list[str | None] = []
+        #: The form of every OAuth2 POST.
+        self.forms: list[dict[str, list[str]]] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-            def do_GET(self) -> None:
-                server.requests.append(self.path)
-                body = json.dumps({"token": server.token(self.path, self.headers.get("Authorization"))}).encode()
-                self.send_response(200)
+            def answer(self, status: int, value: dict[str, str]) -> None:
+                body = json.dumps(value).encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
 
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                authorization = self.headers.get("Authorization")
+                server.authorizations.append(authorization)
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                self.answer(200, {"token": server.token(query, authorization == server.expected)})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                server.forms.append(form)
+                server.authorizations.append(self.headers.get("Authorization"))
+                token = form.get("refresh_token", [""])[0]
+                if form.get("grant_type") != ["refresh_token"] or not server.refresh_token:
+                    self.answer(400, {"error": "unsupported_grant_type"})
+                    return
+                # OAuth2 asks for the scopes space-separated in one ``scope`` field.
+                query = {**form, "scope": " ".join(form.get("scope", [])).split()}
+                self.answer(200, {"access_token": server.token(query, token == server.refresh_token)})
+
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def token(self, path: str, authorization: str | None) -> str:
-        import urllib.parse
-
+    def token(self, query: dict[str, list[str]], good: bool) -> str:
         import jwt
 
-        query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
         access = []
         for scope in query.get("scope", []):
             kind, name, actions = scope.split(":")
-            allowed = actions.split(",") if authorization == self.expected else ["pull"]
+            if self.one_repository and access and access[0]["name"] != name:
+                continue
+            allowed = actions.split(",") if good else ["pull"]
             access.append({"type": kind, "name": name, "actions": allowed})
         now = int(time.time())
         claims = {
@@ -242,8 +302,11 @@ class TokenServer:
 class FaultyProxy:
     """An HTTP proxy in front of a registry that fails requests as scripted: ``faults`` maps
     ``"METHOD path-fragment"`` to actions consumed one per matching request: ``"reset"`` (the
-    body is read, then the connection closed with no answer: a reset mid-upload) or a status
-    code (answered with no body). ``seen`` lists every request as ``"METHOD path"``."""
+    body is read, then the connection closed with no answer: a reset mid-upload), ``"partial"``
+    (the request and half its body go to the registry, then both connections are closed: the
+    registry's upload session holds part of the blob) or a status code (answered with no body).
+    ``rewrites`` maps a fragment of a request path to what the registry gets instead. ``seen``
+    lists every request as ``"METHOD path"`` (as the client sent it)."""
 
     def __init__(self, upstream: str) -> None:
         import http.client
@@ -251,8 +314,23 @@ class FaultyProxy:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.faults: dict[str, list[str]] = {}
+        self.rewrites: dict[str, str] = {}
         self.seen: list[str] = []
         proxy = self
+
+        def forward_part(handler: BaseHTTPRequestHandler, path: str, length: int) -> None:
+            """The request line, headers and half the body to the registry over a socket of
+            its own, then that socket and the client's closed mid-body."""
+            part = handler.rfile.read(length // 2)
+            head = f"{handler.command} {path} HTTP/1.1\r\n" + "".join(
+                f"{k}: {v}\r\n" for k, v in handler.headers.items() if k.lower() != "connection"
+            )
+            host, _, port = upstream.rpartition(":")
+            with socket.create_connection((host, int(port)), timeout=30) as up:
+                up.sendall(head.encode() + b"\r\n" + part)
+                time.sleep(0.3)  # the registry reads what came before it sees the connection go
+            handler.close_connection = True
+            handler.connection.shutdown(socket.SHUT_RDWR)
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -262,10 +340,16 @@ class FaultyProxy:
 
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
                 request = f"{self.command} {self.path}"
                 proxy.seen.append(request)
                 action = proxy.take(request)
+                path = self.path
+                for fragment, replacement in proxy.rewrites.items():
+                    path = path.replace(fragment, replacement)
+                if action == "partial":
+                    forward_part(self, path, length)
+                    return
+                body = self.rfile.read(length) if length else b""
                 if action == "reset":
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -277,7 +361,7 @@ class FaultyProxy:
                     return
                 conn = http.client.HTTPConnection(upstream, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
-                conn.request(self.command, self.path, body=body, headers=headers)
+                conn.request(self.command, path, body=body, headers=headers)
                 reply = conn.getresponse()
                 data = reply.read()
                 self.send_response(reply.status)

@@ -140,18 +140,25 @@ def registry_base(ref: ImageRef, platform: dict[str, str], registry: Registry) -
 
 def fetch_base_layers(base: BaseImage, store: BlobStore) -> None:
     """Download a registry base's layers into ``store`` (checked), for a layout or archive output."""
+    for layer in base.layers:
+        fetch_base_layer(base, layer, store)
+
+
+def fetch_base_layer(base: BaseImage, layer: Descriptor, store: BlobStore) -> None:
+    """One layer of a registry base into ``store``, streamed and checked against its digest;
+    nothing when the store has it (or the base is not a registry's). Also for a push whose
+    cross-repository mount the registry refused."""
     if base.remote is None or base.registry is None:
         return
-    for layer in base.layers:
-        for attempt in range(3):
-            if store.has(layer.digest):
-                break
-            try:
-                with store.writer() as sink:
-                    base.registry.download_blob(base.remote.repository, layer.digest, sink.write)
-            except RegistryError:
-                if attempt == 2:
-                    raise
-                continue
-            if sink.digest != layer.digest:
-                raise ImageError(f"base {base.remote}: layer {layer.digest} arrived with another digest")
+    for attempt in range(3):
+        if store.has(layer.digest):
+            return
+        try:
+            with store.writer() as sink:
+                base.registry.download_blob(base.remote.repository, layer.digest, sink.write)
+        except RegistryError:
+            if attempt == 2:
+                raise
+            continue
+        if sink.digest != layer.digest:
+            raise ImageError(f"base {base.remote}: layer {layer.digest} arrived with another digest")

@@ -13,11 +13,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .. import __version__
 from ..cache import file_digest
@@ -25,7 +26,7 @@ from ..model import ImageLayer, ImageOptions, ImageResult, PackOptions
 from ..plugin_manager import PluginManager
 from . import environment as env_mod
 from .additions import Addition, addition_files, parse_add
-from .base import BaseImage, fetch_base_layers, layout_base, registry_base
+from .base import BaseImage, fetch_base_layer, fetch_base_layers, layout_base, registry_base
 from .blobs import INDEX, MANIFEST, BlobStore, Descriptor, canonical_json
 from .errors import ImageError, ImageUsageError
 from .imageconfig import ConfigSettings, make_config, make_manifest, parse_command, parse_pairs, timestamp
@@ -50,6 +51,9 @@ if TYPE_CHECKING:
     import httpx
 
 log = logging.getLogger("pixi_pack_ci")
+
+#: Opens a blob's bytes for an upload.
+Opener = Callable[[], BinaryIO]
 
 
 @dataclass
@@ -446,23 +450,22 @@ def push(builder: Builder, images: list[BuiltImage], top: Descriptor, ref: Image
     never leaves a tag behind."""
     registry = builder.registry(ref)
     store = builder.store
-    jobs: dict[str, tuple[int, str | None]] = {}  # digest → (size, repository to mount from)
+    jobs: dict[str, tuple[int, str | None, Opener]] = {}  # digest → (size, repository to mount from, opener)
     for image in images:
         remote = image.base.remote
-        # On the base's own registry its layers are mounted, never downloaded; from elsewhere
-        # they pass through this machine once.
+        # On the base's own registry its layers are mounted; a base layer the registry lacks
+        # and will not mount (from elsewhere: no mount to try) is fetched when it must go up,
+        # passing through this machine once.
         same = remote is not None and remote.registry == ref.registry
         mount = remote.repository if same and remote is not None and remote.repository != ref.repository else None
-        if not same:
-            fetch_base_layers(image.base, store)
         for layer in image.base.layers:
-            jobs.setdefault(layer.digest, (layer.size, mount))
+            jobs.setdefault(layer.digest, (layer.size, mount, _base_opener(image.base, layer, store)))
         for descriptor in [image.config, *image.layers[len(image.base.layers) :]]:
-            jobs.setdefault(descriptor.digest, (descriptor.size, None))
+            jobs.setdefault(descriptor.digest, (descriptor.size, None, _opener(store, descriptor.digest)))
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="push") as pool:
         outcomes = list(
             pool.map(
-                lambda job: registry.push_blob(ref.repository, job[0], job[1][0], _opener(store, job[0]), job[1][1]),
+                lambda job: registry.push_blob(ref.repository, job[0], job[1][0], job[1][2], job[1][1]),
                 jobs.items(),
             )
         )
@@ -489,8 +492,18 @@ def _layout(plan: list[ImageLayer]) -> str:
     return hashlib.sha256(canonical_json([[layer.paths, layer.comment, layer.time] for layer in plan])).hexdigest()
 
 
-def _opener(store: BlobStore, digest: str) -> Any:
+def _opener(store: BlobStore, digest: str) -> Opener:
     return lambda: store.path(digest).open("rb")
+
+
+def _base_opener(base: BaseImage, layer: Descriptor, store: BlobStore) -> Opener:
+    """Opens a base layer, fetching it from the base's registry first when the store lacks it."""
+
+    def opener() -> BinaryIO:
+        fetch_base_layer(base, layer, store)
+        return store.path(layer.digest).open("rb")
+
+    return opener
 
 
 def default_platform() -> str:
@@ -548,6 +561,7 @@ def _result(builder: Builder, sources: list[env_mod.EnvironmentSource], top: Des
         packages=tuple(p for s in sources for p in s.packages),
         lockfile=sources[0].lockfile if sources else None,
         compression=request.compression.describe(),
+        compressor=request.compression.compressor(),
         attach=attach if request.pushes else None,
     )
 

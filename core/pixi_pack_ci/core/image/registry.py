@@ -173,10 +173,12 @@ class Registry:
         headers: dict[str, str] | None = None,
         body: Callable[[], bytes | Iterator[bytes]] | None = None,
         ok: tuple[int, ...] = (200, 201, 202, 204),
+        auth_tries: int = 2,
         what: str,
     ) -> httpx.Response:
         """One request, authenticated and retried; a status outside ``ok`` (404 included: the
-        caller may allow it) raises one line naming ``what``."""
+        caller may allow it) raises one line naming ``what``. ``auth_tries``: how many 401s are
+        answered with a new token (a caller that allows 401 takes the one after)."""
         target = url if isinstance(url, httpx.URL) or url.startswith("http") else f"{self.api}{url}"
         last = ""
         authenticated = 0
@@ -192,7 +194,7 @@ class Registry:
                 last = f"{type(exc).__name__}: {exc}"
                 self._sleep(attempt)
                 continue
-            if response.status_code == 401 and authenticated < 2 and self._authenticate(response, scope):
+            if response.status_code == 401 and authenticated < auth_tries and self._authenticate(response, scope):
                 authenticated += 1
                 continue
             if response.status_code in ok:
@@ -254,55 +256,80 @@ class Registry:
     def push_blob(
         self, repo: str, digest: str, size: int, opener: Callable[[], BinaryIO], mount_from: str | None
     ) -> str:
-        """Make ``digest`` exist in ``repo``: ``"present"``, ``"mounted"`` or ``"uploaded"``."""
+        """Make ``digest`` exist in ``repo``: ``"present"``, ``"mounted"`` or ``"uploaded"``.
+        ``opener`` is called only when the bytes must go up (so it may fetch them first: a base
+        layer whose mount was refused), once, before any upload request."""
         if self.has_blob(repo, digest):
             return "present"
-        scope = f"repository:{repo}:pull,push" + (f" repository:{mount_from}:pull" if mount_from else "")
-        query = f"?mount={digest}&from={mount_from}" if mount_from else ""
-        what = f"start an upload to {repo}"
-        start = self.request("POST", f"/v2/{repo}/blobs/uploads/{query}", scope, ok=(201, 202), what=what)
-        if start.status_code == 201:
-            return "mounted"
-        location = self._location(start)
+        scope = f"repository:{repo}:pull,push"
+        session: httpx.URL | None = None
+        if mount_from:
+            both = f"{scope} repository:{mount_from}:pull"
+            start = self.request(
+                "POST",
+                f"/v2/{repo}/blobs/uploads/?mount={digest}&from={mount_from}",
+                both,
+                ok=(201, 202, 401, 403, 404),
+                auth_tries=1,
+                what=f"start an upload to {repo}",
+            )
+            if start.status_code == 201:
+                return "mounted"
+            # Refused. 202: an upload session instead (distribution when the blob is not in
+            # ``mount_from``, GHCR and Docker Hub when the token may not read it); 401/403: the
+            # token service would not add the pull on ``mount_from`` (distribution then asks for
+            # it again). The bytes go up, into the session when there is one.
+            log.info("%s did not mount %s from %s (%s): uploading it", self.host, digest, mount_from, start.status_code)
+            if start.status_code == 202:
+                session, scope = self._location(start), both
+        with opener() as fh:
+            self._upload(repo, digest, size, fh, scope, session)
+        return "uploaded"
+
+    def _upload(self, repo: str, digest: str, size: int, fh: BinaryIO, scope: str, session: httpx.URL | None) -> None:
+        """The bytes of ``fh`` as ``digest``: one PUT into ``session`` (or a new one), in chunks
+        when the registry says the request is too big (413)."""
+        if session is None:
+            start = self.request(
+                "POST", f"/v2/{repo}/blobs/uploads/", scope, ok=(202,), what=f"start an upload to {repo}"
+            )
+            session = self._location(start)
 
         def whole() -> Iterator[bytes]:
-            with opener() as fh:
-                while chunk := fh.read(1 << 20):
-                    yield chunk
+            fh.seek(0)  # every attempt sends the whole blob
+            while chunk := fh.read(1 << 20):
+                yield chunk
 
-        url = location.copy_merge_params({"digest": digest})
+        url = session.copy_merge_params({"digest": digest})
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
         response = self.request("PUT", url, scope, headers=headers, body=whole, ok=(201, 413), what=f"take {digest}")
         if response.status_code == 413:  # too big for one request here: in chunks
-            self._push_chunks(repo, digest, size, opener, location, scope)
-        return "uploaded"
+            self._push_chunks(repo, digest, size, fh, scope)
 
-    def _push_chunks(
-        self, repo: str, digest: str, size: int, opener: Callable[[], BinaryIO], location: httpx.URL, scope: str
-    ) -> None:
+    def _push_chunks(self, repo: str, digest: str, size: int, fh: BinaryIO, scope: str) -> None:
         start = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope, ok=(202,), what=f"start an upload to {repo}")
         location = self._location(start)
         chunk = max(CHUNK, int(start.headers.get("OCI-Chunk-Min-Length") or 0))
-        with opener() as fh:
-            offset = 0
-            while offset < size:
-                data = fh.read(chunk)
-                headers = {
-                    "Content-Type": "application/octet-stream",
-                    "Content-Range": f"{offset}-{offset + len(data) - 1}",
-                    "Content-Length": str(len(data)),
-                }
-                reply = self.request(
-                    "PATCH",
-                    location,
-                    scope,
-                    headers=headers,
-                    body=partial(bytes, data),
-                    ok=(202,),
-                    what=f"take part of {digest}",
-                )
-                location = self._location(reply)
-                offset += len(data)
+        fh.seek(0)
+        offset = 0
+        while offset < size:
+            data = fh.read(chunk)
+            headers = {
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"{offset}-{offset + len(data) - 1}",
+                "Content-Length": str(len(data)),
+            }
+            reply = self.request(
+                "PATCH",
+                location,
+                scope,
+                headers=headers,
+                body=partial(bytes, data),
+                ok=(202,),
+                what=f"take part of {digest}",
+            )
+            location = self._location(reply)
+            offset += len(data)
         what = f"take {digest}"
         self.request("PUT", location.copy_merge_params({"digest": digest}), scope, ok=(201,), what=what)
 

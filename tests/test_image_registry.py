@@ -1,0 +1,109 @@
+"""Pushing to a real registry (Debian's docker-registry, distribution 2.8, on 127.0.0.1) when it
+does not go the easy way: a cross-repository mount refused, credentials that must reach one
+registry only, connections broken mid-upload, Docker's credential helpers; and what an unchanged
+push costs. Faults come from a proxy in front of the real registry, never from a mock of it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import run_cli
+from image_support import FaultyProxy, ImageChannel, TokenServer, busybox_base, docker_registry, image_specs, need
+from support import ChannelServer, build_channel
+
+pytestmark = pytest.mark.posix
+
+USER, PASSWORD = "ci-user", "s3cret-pass"
+CREDS_ENV = {"PIXI_PACK_CI_REGISTRY_USERNAME": USER, "PIXI_PACK_CI_REGISTRY_PASSWORD": PASSWORD}
+
+
+@pytest.fixture(scope="module")
+def image_channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageChannel]:
+    base = tmp_path_factory.mktemp("image-channel")
+    build_channel(base / "channel", image_specs(), base / "work")
+    server = ChannelServer(base / "channel").start()
+    yield ImageChannel(base / "channel", server)
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def base_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return busybox_base(tmp_path_factory.mktemp("base"))
+
+
+def image_json(*args: str | Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    proc = run_cli("image", *args, "--json", "-q", env=env, check=True)
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def skopeo(*args: str, creds: bool = False) -> subprocess.CompletedProcess[str]:
+    login = ["--creds", f"{USER}:{PASSWORD}"] if creds else []
+    command = ["skopeo", *args[:1], *login, *args[1:]]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def copy_base(layout: Path, ref: str, *, creds: bool = False) -> None:
+    """The busybox layout into a registry, by skopeo (not by the code under test)."""
+    login = ["--dest-creds", f"{USER}:{PASSWORD}"] if creds else []
+    copied = subprocess.run(
+        ["skopeo", "copy", "--dest-tls-verify=false", *login, f"oci:{layout}:1", f"docker://{ref}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert copied.returncode == 0, copied.stderr
+
+
+def log_lines(log: Path, method: str, fragment: str) -> list[str]:
+    """Access-log lines of ``method`` requests whose path holds ``fragment``."""
+    return [line for line in log.read_text(errors="replace").splitlines() if f'"{method} ' in line and fragment in line]
+
+
+def test_a_refused_mount_uploads_the_base_layer(image_channel: ImageChannel, base_layout: Path, tmp_path: Path) -> None:
+    """A base on the registry pushed to, whose layer the registry will not mount: it answers
+    202 with an upload session (the blob is not in the repository named: here a proxy renames
+    ``from``) or 401 (the token service grants one repository per token, so never the base's
+    pull beside the push). Either way the layer is fetched from the base and uploaded, and the
+    image reads back whole."""
+    need("skopeo")
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0")
+    with docker_registry(tmp_path / "plain") as registry:
+        copy_base(base_layout, f"{registry.host}/library/busybox:1")
+        proxy = FaultyProxy(registry.host)
+        try:
+            proxy.rewrites = {"from=library/busybox": "from=library/elsewhere"}
+            pushed = image_json(project, "--base", f"{proxy.host}/library/busybox:1", "--entrypoint", "greet",
+                                "--push", f"{proxy.host}/acme/app:v1")  # fmt: skip
+        finally:
+            proxy.stop()
+        layer = pushed["images"][0]["layers"][0]
+        assert layer["contents"] == "base"
+        hexdigest = layer["digest"].split(":")[1]
+        assert pushed["pushed"][0]["blobs"] == {"uploaded": len(pushed["images"][0]["layers"]) + 1}
+        refused = log_lines(registry.log, "POST", f"mount=sha256:{hexdigest}&from=library/elsewhere")
+        assert len(refused) == 1 and '" 202 ' in refused[0], refused
+        assert len([line for line in registry.uploads() if "/acme/app/" in line and hexdigest in line]) == 1
+        inspected = skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/acme/app:v1")
+        assert inspected.returncode == 0, inspected.stderr
+        assert json.loads(inspected.stdout)["Digest"] == pushed["digest"]
+
+    tokens = TokenServer(tmp_path / "tokens", USER, PASSWORD, one_repository=True)
+    try:
+        with docker_registry(tmp_path / "token", auth=tokens.auth_section()) as registry:
+            copy_base(base_layout, f"{registry.host}/library/busybox:1", creds=True)
+            pushed = image_json(project, "--base", f"{registry.host}/library/busybox:1", "--entrypoint", "greet",
+                                "--push", f"{registry.host}/acme/app:v1", env=CREDS_ENV)  # fmt: skip
+            hexdigest = pushed["images"][0]["layers"][0]["digest"].split(":")[1]
+            assert pushed["pushed"][0]["blobs"] == {"uploaded": len(pushed["images"][0]["layers"]) + 1}
+            mounts = log_lines(registry.log, "POST", f"mount=sha256:{hexdigest}&from=library/busybox")
+            assert mounts and all('" 401 ' in line for line in mounts), mounts
+            assert len([line for line in registry.uploads() if "/acme/app/" in line and hexdigest in line]) == 1
+            inspected = skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/acme/app:v1", creds=True)
+            assert inspected.returncode == 0, inspected.stderr
+            assert json.loads(inspected.stdout)["Digest"] == pushed["digest"]
+    finally:
+        tokens.stop()
