@@ -4,12 +4,15 @@ trace of this machine or of a channel's credentials, and what activation does an
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import subprocess
 import tarfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import assert_clean_error, run_cli
@@ -116,3 +119,37 @@ def test_the_base_s_layers_count_toward_the_limit_of_100(channel: ImageChannel, 
     no_room = run_cli("image", project, "--base", f"oci-layout:{full}:1", "--output", f"oci-layout:{tmp_path / 'y'}")
     line = assert_clean_error(no_room)
     assert f"the base's {MAX_TOTAL_LAYERS} layers leave no room for the environment" in line, line
+
+
+def statement_of(bundle: Path) -> dict[str, Any]:
+    """The in-toto statement a Sigstore bundle signs: its DSSE envelope's payload."""
+    envelope = json.loads(bundle.read_text())["dsseEnvelope"]
+    assert envelope["payloadType"] == "application/vnd.in-toto+json"
+    statement: dict[str, Any] = json.loads(base64.b64decode(envelope["payload"]))
+    return statement
+
+
+def test_the_signed_statement_names_the_compressor_and_its_version(channel: ImageChannel, tmp_path: Path) -> None:
+    """The same level gives other gzip bytes with another zlib: the SLSA statement of a signed
+    image records the kind, the level asked for (here not the default, and the layers really are
+    at it: gzip's XFL byte says maximum compression) and the compressor's version."""
+    run_cli("keygen", "--output-prefix", tmp_path / "site", "--no-passphrase", check=True)
+    project = channel.project(tmp_path / "p", "greeter", "libdata=1.0")
+    out = tmp_path / "img"
+    result = image_json(project, "--base", "scratch", "--compression", "gzip:9", "--sign-key", tmp_path / "site.key",
+                        "--output", f"oci-layout:{out}")  # fmt: skip
+    statement = statement_of(tmp_path / "img.sigstore.json")
+    assert statement["subject"][0]["digest"] == {"sha256": result["digest"].split(":", 1)[1]}
+    image = statement["predicate"]["buildDefinition"]["externalParameters"]["pixiPack"]["image"]
+    assert image["compression"] == "gzip:9"
+    assert image["compressor"] == f"zlib {zlib.ZLIB_RUNTIME_VERSION}"
+    for layer in result["images"][0]["layers"]:
+        header = (out / "blobs" / "sha256" / layer["digest"].split(":", 1)[1]).read_bytes()[:10]
+        assert header[8] == 2, header.hex()  # RFC 1952 XFL 2: "compressor used maximum compression"
+    zstandard = pytest.importorskip("zstandard")
+    image_json(project, "--base", "scratch", "--compression", "zstd:7", "--sign-key", tmp_path / "site.key",
+               "--output", f"oci-layout:{tmp_path / 'z'}")  # fmt: skip
+    image = statement_of(tmp_path / "z.sigstore.json")["predicate"]["buildDefinition"]["externalParameters"]
+    libzstd = ".".join(str(part) for part in zstandard.ZSTD_VERSION)
+    assert image["pixiPack"]["image"]["compression"] == "zstd:7"
+    assert image["pixiPack"]["image"]["compressor"] == f"zstandard {zstandard.__version__} (libzstd {libzstd})"

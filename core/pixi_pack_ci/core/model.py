@@ -290,8 +290,10 @@ class ImageResult:
     packages: tuple[dict[str, Any], ...]
     #: The lockfile it was built from; None for ``--from-pack``.
     lockfile: Path | None
-    #: ``gzip:6``, ``zstd:3`` or ``none``: gzip bytes depend on the zlib build.
+    #: ``gzip:6``, ``zstd:3`` or ``none``.
     compression: str
+    #: The compressor and its version (``zlib 1.3.1``; empty for none): gzip bytes depend on the zlib build.
+    compressor: str = ""
     attach: Attach | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -302,6 +304,7 @@ class ImageResult:
             "names": list(self.names),
             "outputs": [str(p) for p in self.outputs],
             "compression": self.compression,
+            "compressor": self.compressor,
         }
 
 

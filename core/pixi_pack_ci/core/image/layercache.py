@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import json
 import os
 import shutil
 import tempfile
-import zlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
@@ -60,10 +58,7 @@ class LayerCache:
         (self.folder / "blobs").mkdir(parents=True, exist_ok=True)
         (self.folder / "environments").mkdir(parents=True, exist_ok=True)
         self.compression = compression
-        compressor = {"gzip": f"zlib {zlib.ZLIB_RUNTIME_VERSION}", "none": ""}.get(compression.kind)
-        if compressor is None:
-            compressor = f"zstandard {getattr(importlib.import_module('zstandard'), '__version__', '?')}"
-        self.salt = [FORMAT, compression.describe(), compressor, f"py-rattler {_version('py-rattler')}"]
+        self.salt = [FORMAT, compression.describe(), compression.compressor(), f"py-rattler {_version('py-rattler')}"]
 
     def key(self, files: LayerFiles, paths: list[str]) -> str:
         entries: list[object] = []

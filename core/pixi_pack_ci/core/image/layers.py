@@ -16,6 +16,7 @@ import json
 import os
 import stat
 import tarfile
+import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -58,6 +59,18 @@ class Compression:
 
     def describe(self) -> str:
         return self.kind if self.kind == "none" else f"{self.kind}:{self.level}"
+
+    def compressor(self) -> str:
+        """The library that makes the bytes, with its version (``zlib 1.3.1``, ``zstandard 0.25.0
+        (libzstd 1.5.7)``; empty for none): another build may give other bytes at the same level,
+        so the layer cache keys on it and the provenance records it."""
+        if self.kind == "gzip":
+            return f"zlib {zlib.ZLIB_RUNTIME_VERSION}"  # the library loaded, not the one compiled against
+        if self.kind == "zstd":
+            zstandard: Any = importlib.import_module("zstandard")
+            libzstd = ".".join(str(part) for part in getattr(zstandard, "ZSTD_VERSION", ())) or "?"
+            return f"zstandard {getattr(zstandard, '__version__', '?')} (libzstd {libzstd})"
+        return ""
 
 
 def parse_compression(text: str) -> Compression:

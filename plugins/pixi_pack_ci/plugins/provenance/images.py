@@ -51,12 +51,14 @@ class ImageAttestation:
 
 
 def image_inputs(image: ImageResult) -> dict[str, Any]:
-    """What the statement records of the build: platforms, compression (gzip's bytes depend on
-    the zlib build), and where the image went."""
+    """What the statement records of the build: platforms, compression with the compressor's
+    version (the same level gives other gzip bytes with another zlib build, so a rebuild elsewhere
+    can tell why its layer digests differ), and where the image went."""
     return {
         "image": {
             "platforms": list(image.platforms),
             "compression": image.compression,
+            "compressor": image.compressor,
             "mediaType": image.media_type,
             "repositories": list(image.names),
         }
