@@ -107,3 +107,34 @@ def test_a_refused_mount_uploads_the_base_layer(image_channel: ImageChannel, bas
             assert json.loads(inspected.stdout)["Digest"] == pushed["digest"]
     finally:
         tokens.stop()
+
+
+def test_env_credentials_reach_only_the_push_registry(
+    image_channel: ImageChannel, base_layout: Path, tmp_path: Path
+) -> None:
+    """PIXI_PACK_CI_REGISTRY_USERNAME/_PASSWORD name no registry: with a base on one registry and
+    the push to another, both behind token services, only the push target's token service gets
+    them; the base's is asked anonymously (its repository may be pulled by anyone)."""
+    need("skopeo")
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0")
+    base_tokens = TokenServer(tmp_path / "base-tokens", USER, PASSWORD)
+    push_tokens = TokenServer(tmp_path / "push-tokens", USER, PASSWORD)
+    env = {**CREDS_ENV, "DOCKER_CONFIG": str(tmp_path / "no-docker-config")}
+    try:
+        with (
+            docker_registry(tmp_path / "base", auth=base_tokens.auth_section()) as source,
+            docker_registry(tmp_path / "push", auth=push_tokens.auth_section()) as target,
+        ):
+            copy_base(base_layout, f"{source.host}/library/busybox:1", creds=True)
+            before = len(base_tokens.authorizations)
+            pushed = image_json(project, "--base", f"{source.host}/library/busybox:1", "--entrypoint", "greet",
+                                "--push", f"{target.host}/acme/app:v1", env=env)  # fmt: skip
+            assert pushed["pushed"][0]["blobs"]["uploaded"] == len(pushed["images"][0]["layers"]) + 1
+            asked = base_tokens.authorizations[before:]
+            assert asked and all(a is None for a in asked), asked  # the base was read, anonymously
+            assert push_tokens.authorizations and set(push_tokens.authorizations) == {push_tokens.expected}
+            inspected = skopeo("inspect", "--tls-verify=false", f"docker://{target.host}/acme/app:v1", creds=True)
+            assert json.loads(inspected.stdout)["Digest"] == pushed["digest"], inspected.stderr
+    finally:
+        base_tokens.stop()
+        push_tokens.stop()

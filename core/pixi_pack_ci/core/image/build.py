@@ -185,14 +185,16 @@ class Builder:
         if ref.registry not in self.registries:
             if self.client is None:
                 self.client = new_client()
-            given = self.request.push_credentials
-            pushed_to = {p.registry for p in self.request.pushes}
+            # The flags' and the environment's credentials name no registry: they go to the
+            # --push registries only (a base's among them when it is on one).
+            pushed = ref.registry in {p.registry for p in self.request.pushes}
             self.registries[ref.registry] = Registry(
                 ref.registry,
                 ref.api,
                 self.client,
                 plugins=self.plugins.registry_credentials,
-                credentials=given if ref.registry in pushed_to else None,
+                credentials=self.request.push_credentials if pushed else None,
+                pushed=pushed,
             )
         return self.registries[ref.registry]
 

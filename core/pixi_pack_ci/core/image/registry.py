@@ -3,8 +3,9 @@
 HEAD before upload, cross-repository mount, monolithic upload with a chunked fallback (413),
 manifests by digest, tags last; retries with backoff for 5xx, 429 and broken connections; Bearer
 tokens from the ``WWW-Authenticate`` challenge (RFC 7235 quoted strings: ``scope`` holds commas)
-or Basic. Credentials come from ``PIXI_PACK_CI_REGISTRY_USERNAME``/``_PASSWORD`` (a CI plugin
-may set them), else Docker's ``config.json``; they are registered as secrets, so never printed.
+or Basic. Credentials come from ``PIXI_PACK_CI_REGISTRY_USERNAME``/``_PASSWORD`` (for the
+registries pushed to only), else a plugin, else Docker's ``config.json``; they are registered as
+secrets, so never printed.
 """
 
 from __future__ import annotations
@@ -59,10 +60,15 @@ class Credentials:
 CredentialHook = Callable[[str], "tuple[str, str] | None"]
 
 
-def find_credentials(registry: str, plugins: CredentialHook | None = None) -> Credentials | None:
-    """From the environment, else a plugin, else Docker's ``config.json`` (``auths``); None: anonymous."""
+def find_credentials(
+    registry: str, plugins: CredentialHook | None = None, *, pushed: bool = False
+) -> Credentials | None:
+    """From the environment (only for a registry ``pushed`` to: one pair of variables names no
+    registry, and a base's registry elsewhere, or its token service, must never see a token
+    meant for the push target), else a plugin, else Docker's ``config.json`` (``auths``);
+    None: anonymous."""
     user, password = os.environ.get(USERNAME_ENV), os.environ.get(PASSWORD_ENV)
-    if user and password:
+    if pushed and user and password:
         return _secret(Credentials(user, password))
     answer = plugins(registry) if plugins is not None else None
     if answer is not None:
@@ -114,12 +120,16 @@ class Registry:
         backoff: float = 0.2,
         plugins: CredentialHook | None = None,
         credentials: Credentials | None = None,
+        pushed: bool = False,
     ) -> None:
         self.host = host
         self.api = api
         self.client = client
-        # Given on the command line (for the registries pushed to), else looked up.
-        self.credentials = _secret(credentials) if credentials is not None else find_credentials(host, plugins)
+        # Given on the command line (for the registries pushed to), else looked up; ``pushed``:
+        # a ``--push`` registry, which alone gets the environment's credentials.
+        self.credentials = (
+            _secret(credentials) if credentials is not None else find_credentials(host, plugins, pushed=pushed)
+        )
         self.backoff = backoff
         self._tokens: dict[str, str] = {}
 
