@@ -147,36 +147,67 @@ def test_activate_d_scripts_run_through_the_entrypoint(
 
 
 def test_same_lockfile_same_digests(image_channel: ImageChannel, tmp_path: Path) -> None:
-    """Two builds from another temp folder, cwd and umask, cold then warm cache: the same bytes.
-    Another prefix changes every environment layer; --compression none is as reproducible."""
+    """Three builds: A cold with cache X (umask 022, its own working and temporary folders), B cold
+    with another cache Y (umask 077, other folders, the project copied to another path), C warm
+    from X (nothing installed). The same manifest and config digests, the same layer diff_ids and
+    digests. Another prefix changes every environment layer; --compression none is as reproducible."""
     project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0", "envvars")
-    (tmp_path / "t1").mkdir()
-    (tmp_path / "t2").mkdir()
+    elsewhere = tmp_path / "other" / "place" / "p"
+    shutil.copytree(project, elsewhere)
     common = ("--base", "scratch", "--layers", "per-package")
-    cache = tmp_path / "cache"
-    # The same cache named relative to the first build's working folder, absolute for the second.
-    first = image_json(project, *common, "--output", f"oci-layout:{tmp_path / 'a'}", "--use-cache", "../cache",
-                       env={"TMPDIR": str(tmp_path / "t1")}, cwd=tmp_path / "t1")  # fmt: skip
-    old = os.umask(0o077)  # the second build's files are created under another umask
-    try:
-        second = image_json(project, *common, "--output", f"oci-archive:{tmp_path / 'b.tar'}", "--use-cache", cache,
-                            env={"TMPDIR": str(tmp_path / "t2")}, cwd=tmp_path / "t2")  # fmt: skip
-    finally:
-        os.umask(old)
-    assert first["digest"] == second["digest"]
-    assert first["images"][0]["config_digest"] == second["images"][0]["config_digest"]
+
+    def build(
+        source: Path, name: str, output: str, cache: str | Path, umask: int, cwd: Path, *extra: str
+    ) -> dict[str, Any]:
+        (tmp_path / f"tmp-{name}").mkdir()
+        cwd.mkdir(parents=True, exist_ok=True)
+        old = os.umask(umask)  # the subprocess creates its files under it
+        try:
+            result = image_json(source, *common, *extra, "--output", output, "--use-cache", cache,
+                                env={"TMPDIR": str(tmp_path / f"tmp-{name}")}, cwd=cwd)  # fmt: skip
+        finally:
+            os.umask(old)
+        return result
+
+    # X named relative to A's working folder, absolute for C.
+    a = build(project, "a", f"oci-layout:{tmp_path / 'a'}", "../cache-x", 0o022, tmp_path / "cwd-a")
+    b = build(elsewhere, "b", f"oci-archive:{tmp_path / 'b.tar'}", tmp_path / "cache-y", 0o077, tmp_path / "cwd-b")
+    c = build(project, "c", f"oci-layout:{tmp_path / 'c'}", tmp_path / "cache-x", 0o022, tmp_path / "cwd-c")
+    assert [r["images"][0]["installed"] for r in (a, b, c)] == [True, True, False]
+    assert not any(x["cached"] for x in b["images"][0]["layers"])  # Y was empty: B wrote every layer
+    with tarfile.open(tmp_path / "b.tar") as tar:
+        tar.extractall(tmp_path / "b", filter="data")
+
+    def facts(layout: Path, result: dict[str, Any]) -> tuple[str, str, list[str], list[str]]:
+        config = json.loads((layout / "blobs/sha256" / result["images"][0]["config_digest"][7:]).read_bytes())
+        digests = [x["digest"] for x in result["images"][0]["layers"]]
+        return result["digest"], result["images"][0]["config_digest"], config["rootfs"]["diff_ids"], digests
+
+    first = facts(tmp_path / "a", a)
+    assert facts(tmp_path / "b", b) == first
+    assert facts(tmp_path / "c", c) == first
     # No path of this machine anywhere in the image.
     for blob in (tmp_path / "a" / "blobs" / "sha256").iterdir():
         raw = blob.read_bytes()
         data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
         assert str(tmp_path).encode() not in data, blob.name
-    moved = image_json(project, *common, "--prefix", "/opt/env", "--output", f"oci-layout:{tmp_path / 'c'}")
-    old_layers = {x["digest"] for x in first["images"][0]["layers"]}
+    moved = image_json(project, *common, "--prefix", "/opt/env", "--output", f"oci-layout:{tmp_path / 'moved'}")
+    old_layers = set(first[3])
     assert not old_layers & {x["digest"] for x in moved["images"][0]["layers"]}
-    plain = [image_json(project, *common, "--compression", "none", "--output", f"oci-layout:{tmp_path / d}")
-             for d in ("n1", "n2")]  # fmt: skip
-    assert plain[0]["digest"] == plain[1]["digest"]
-    assert all(x["contents"] for x in plain[0]["images"][0]["layers"])
+    # --compression none, under the same differences: the same manifest digest; its layers are
+    # the very tars gzip compressed (digest = diff_id = the gzip image's diff_id), so the config
+    # is the gzip image's too.
+    none = ("--compression", "none")
+    n1 = build(project, "n1", f"oci-layout:{tmp_path / 'n1'}", tmp_path / "cache-z", 0o022, tmp_path / "cwd-n1", *none)
+    n2 = build(
+        elsewhere, "n2", f"oci-layout:{tmp_path / 'n2'}", tmp_path / "cache-y", 0o077, tmp_path / "cwd-n2", *none
+    )
+    assert n2["images"][0]["installed"]  # the gzip build's environment record is not for none
+    plain = facts(tmp_path / "n1", n1)
+    assert facts(tmp_path / "n2", n2) == plain
+    assert plain[3] == plain[2] == first[2]
+    assert plain[1] == first[1] and plain[0] != first[0]
+    assert all(x["contents"] for x in n1["images"][0]["layers"])
     single = image_json(project, "--base", "scratch", "--layers", "single", "--output", f"oci-layout:{tmp_path / 's'}")
     assert [x["contents"] for x in single["images"][0]["layers"]] == ["environment"]
 
