@@ -5,19 +5,25 @@ trace of this machine or of a channel's credentials, and what activation does an
 from __future__ import annotations
 
 import base64
+import datetime
+import getpass
 import gzip
+import io
 import json
+import re
+import socket
 import subprocess
+import sys
 import tarfile
 import zlib
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 from harness import assert_clean_error, run_cli
 from image_support import image_specs, need
-from support import ChannelServer, PackageSpec, build_channel
+from support import ChannelServer, PackageSpec, build_channel, channel_records, write_lockfile
 from test_image import ImageChannel, image_json
 
 pytestmark = pytest.mark.posix
@@ -28,11 +34,27 @@ MAX_TOTAL_LAYERS = 100
 LEAVES = [f"leaf{i:02d}" for i in range(30)]
 
 
+#: A file name past ustar's 100 bytes and one outside ASCII: each needs a PAX record.
+LONG_NAME = "share/tarred/" + "n" * 110 + ".txt"
+UNICODE_NAME = "share/tarred/ünïcödé.txt"
+
+
 def content_specs() -> list[PackageSpec]:
+    # tar.bz2, so the test reads each file's time in the package with tarfile.
+    tarred = {"share/tarred/a.txt": "a\n", "share/tarred/sub/b.txt": "b\n", LONG_NAME: "long\n", UNICODE_NAME: "u\n"}
     return [
         *image_specs(),
         *(PackageSpec(name) for name in LEAVES),
         PackageSpec("hub", depends=list(LEAVES)),
+        PackageSpec(
+            "tarred",
+            archive="tar.bz2",
+            files={**tarred, "bin/tarred-tool": "#!/bin/sh\necho t\n"},
+            symlinks={"share/tarred/link": "a.txt"},
+            executable=("bin/tarred-tool",),
+        ),
+        PackageSpec("clamped", archive="tar.bz2"),
+        PackageSpec("newest", archive="tar.bz2"),
     ]
 
 
@@ -153,3 +175,113 @@ def test_the_signed_statement_names_the_compressor_and_its_version(channel: Imag
     libzstd = ".".join(str(part) for part in zstandard.ZSTD_VERSION)
     assert image["pixiPack"]["image"]["compression"] == "zstd:7"
     assert image["pixiPack"]["image"]["compressor"] == f"zstandard {zstandard.__version__} (libzstd {libzstd})"
+
+
+def tar_headers(data: bytes) -> list[tuple[bytes, bytes, dict[str, str]]]:
+    """Each header block of an uncompressed tar, read by hand (tarfile hides these): its type
+    flag, its magic and version, and for a PAX extended header ('x') its records."""
+    out = []
+    pos = 0
+    while data[pos : pos + 512] != bytes(512):
+        block = data[pos : pos + 512]
+        size = int(block[124:136].rstrip(b"\0 ") or b"0", 8)
+        flag, body = block[156:157], data[pos + 512 : pos + 512 + size]
+        records: dict[str, str] = {}
+        while flag in (b"x", b"g") and body:
+            length = int(body.split(b" ", 1)[0])
+            key, _, value = body[:length].split(b" ", 1)[1].rstrip(b"\n").partition(b"=")
+            records[key.decode()] = value.decode()
+            body = body[length:]
+        out.append((flag, block[257:265], records))
+        pos += 512 + -(-size // 512) * 512
+    assert not data[pos:].strip(b"\0"), "only end-of-archive blocks after the last entry"
+    return out
+
+
+def stamp(year: int, month: int = 1, day: int = 1) -> datetime.datetime:
+    return datetime.datetime(year, month, day, tzinfo=datetime.UTC)
+
+
+def test_layer_bytes_are_deterministic_and_hold_nothing_of_this_machine(channel: ImageChannel, tmp_path: Path) -> None:
+    """The bytes the reproducibility promise rests on, read directly: gzip without name or time,
+    tar entries in name order (so a folder before what it holds), POSIX (ustar magic, PAX records
+    for long and non-ASCII names, never GNU's), owner 0 with no names, no xattrs or other
+    records; folders and links at their package's build time, files at the time the package
+    gives them but never later, the top layer at the image's time. No path, user or host name
+    of this machine in any blob of the layout."""
+    records = channel_records(channel.path, channel.server.url)  # fresh: the times are changed here
+    times = {"tarred": stamp(2025, 6), "clamped": stamp(2001), "newest": stamp(2030)}
+    picked = [r for r in records["linux-64"] + records["noarch"] if r.name.normalized in times]
+    for record in picked:
+        record.timestamp = times[record.name.normalized]
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pixi.toml").write_text('[workspace]\nname = "img"\nchannels = []\nplatforms = []\n')
+    write_lockfile(project / "pixi.lock", {"default": {"linux-64": picked}}, channel.server.url)
+    work, home, temp = tmp_path / "cwd-of-the-build", tmp_path / "home-of-the-user", tmp_path / "tmp-of-the-build"
+    for folder in (work, home, temp):
+        folder.mkdir()
+    out = tmp_path / "img"
+    env = {"HOME": str(home), "TMPDIR": str(temp)}
+    result = image_json(project, "--base", "scratch", "--layers", "per-package", "--use-cache", tmp_path / "cache",
+                        "--output", f"oci-layout:{out}", cwd=work, env=env)  # fmt: skip
+    image_time = int(max(times.values()).timestamp())
+    prefix = "app/.pixi/envs/default"
+    # The time each file has in its package.
+    packaged = {}
+    for archive in channel.path.glob("*/*.tar.bz2"):
+        with tarfile.open(archive) as tar:
+            packaged.update({f"{prefix}/{m.name}": m.mtime for m in tar.getmembers() if not m.name.startswith("info/")})
+    layers = result["images"][0]["layers"]
+    assert sorted(x["contents"] for x in layers) == sorted([*times, "environment files of no single package"])
+    pax_names = set()
+    for layer in layers:
+        raw = (out / "blobs" / "sha256" / layer["digest"].split(":", 1)[1]).read_bytes()
+        # RFC 1952: deflate, no flags (so no FNAME), MTIME 0, XFL 0 (level 6), OS 255 ("unknown",
+        # what Python's gzip writes on every system; gzip(1) would write Unix's 3).
+        assert raw[:10] == bytes([0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 255]), raw[:10].hex()
+        data = gzip.decompress(raw)
+        headers = tar_headers(data)
+        assert {magic for _, magic, _ in headers} == {b"ustar\x0000"}  # POSIX; GNU's is "ustar  \0"
+        assert {flag for flag, _, _ in headers} <= {b"0", b"2", b"5", b"x"}  # no GNU long names, no global record
+        for flag, _, pax in headers:
+            if flag == b"x":
+                assert set(pax) <= {"path", "linkpath"}, pax  # no times, owners, SCHILY.xattr, LIBARCHIVE
+                pax_names.add(pax.get("path", ""))
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            entries = tar.getmembers()
+        names = [m.name for m in entries]
+        assert names == sorted(names) and len(set(names)) == len(names)
+        for i, name in enumerate(names):  # every folder above an entry comes before it
+            parents = [p.as_posix() for p in PurePosixPath(name).parents if p.as_posix() != "."]
+            assert all(p in names[:i] for p in parents), name
+        assert {(m.uid, m.gid, m.uname, m.gname) for m in entries} == {(0, 0, "", "")}
+        assert all(not m.pax_headers.keys() - {"path", "linkpath"} for m in entries)
+        owner = layer["contents"]
+        layer_time = image_time if owner not in times else min(image_time, int(times[owner].timestamp()))
+        for m in entries:
+            assert m.mode == (0o755 if m.isdir() else 0o777 if m.issym() else m.mode & 0o755), m.name
+            assert m.mode in (0o755, 0o644, 0o777), (m.name, oct(m.mode))
+            if m.isfile() and m.name in packaged:
+                assert m.mtime == min(packaged[m.name], layer_time), (m.name, m.mtime)
+            else:  # folders, links, and files the install wrote (its records, the top layer's)
+                assert m.isdir() or m.issym() or "/conda-meta/" in m.name or owner not in times, m.name
+                assert m.mtime == layer_time, (m.name, m.mtime, layer_time)
+    # The cases that tell the rules apart really occur.
+    assert {f"{prefix}/{LONG_NAME}", f"{prefix}/{UNICODE_NAME}"} <= pax_names
+    clamped = [n for n in packaged if "/clamped/" in n]
+    tarred = [n for n in packaged if "/tarred/" in n]
+    assert clamped and all(packaged[n] > times["clamped"].timestamp() for n in clamped)
+    assert tarred and all(packaged[n] < times["tarred"].timestamp() for n in tarred)
+    # Nothing of this machine in any blob: configs, manifests, index, layer tars (decompressed).
+    needles = [str(p).encode() for p in (tmp_path, work, home, temp, Path.home(), Path.cwd(), Path(sys.prefix))]
+    words = [getpass.getuser(), socket.gethostname()]
+    blobs = [*(out / "blobs" / "sha256").iterdir(), out / "index.json", out / "oci-layout"]
+    assert len(blobs) == len(layers) + 4  # and the config, the manifest
+    for path in blobs:
+        raw = path.read_bytes()
+        data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        for needle in needles:
+            assert needle not in data, (path.name, needle)
+        for word in words:  # as a word: "root" is in the config's "rootfs"
+            assert not re.search(rb"(?<![\w.-])" + re.escape(word.encode()) + rb"(?![\w-])", data), (path.name, word)
