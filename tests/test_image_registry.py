@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import run_cli
+from harness import assert_clean_error, run_cli
 from image_support import FaultyProxy, ImageChannel, TokenServer, busybox_base, docker_registry, image_specs, need
 from support import ChannelServer, build_channel
 
@@ -138,3 +138,44 @@ def test_env_credentials_reach_only_the_push_registry(
     finally:
         base_tokens.stop()
         push_tokens.stop()
+
+
+def test_an_upload_broken_mid_body_starts_a_new_session(image_channel: ImageChannel, tmp_path: Path) -> None:
+    """A connection broken after part of a blob reached the registry (a proxy forwards half the
+    body, then drops both sides): that upload session holds part of the blob, so the upload
+    starts again with a new session, monolithic or in chunks, and skopeo copies the image whole.
+    A fault that never ends: one line, and no tag."""
+    need("skopeo")
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0")
+    with docker_registry(tmp_path / "registry") as registry:
+        proxy = FaultyProxy(registry.host)
+        try:
+            ref = f"{proxy.host}/acme/app"
+            for tag, faults in (
+                ("whole", {"PUT /blobs/uploads/": ["partial"]}),
+                ("chunks", {"PUT /blobs/uploads/": ["413"], "PATCH /blobs/uploads/": ["partial"]}),
+            ):
+                proxy.faults = faults
+                proxy.seen.clear()
+                pushed = image_json(project, "--base", "scratch", "--label", f"t={tag}", "--push", f"{ref}:{tag}")
+                assert not any(proxy.faults.values())  # every fault was served, and survived
+                # A session more than blobs uploaded (two with chunks: the 413 one): none used again after a break.
+                starts = [r for r in proxy.seen if r == "POST /v2/acme/app/blobs/uploads/"]
+                assert len(starts) == pushed["pushed"][0]["blobs"]["uploaded"] + 1 + (tag == "chunks"), proxy.seen
+                out = tmp_path / f"pulled-{tag}"
+                copied = skopeo(
+                    "copy", "--src-tls-verify=false", f"docker://{registry.host}/acme/app:{tag}", f"oci:{out}:x"
+                )
+                assert copied.returncode == 0, copied.stderr
+                index = json.loads((out / "index.json").read_text())
+                assert index["manifests"][0]["digest"] == pushed["digest"]
+            proxy.faults = {"PUT /blobs/uploads/": ["partial"] * 100}
+            proxy.seen.clear()
+            failed = run_cli("image", project, "--base", "scratch", "--label", "t=never", "--push", f"{ref}:never")
+            line = assert_clean_error(failed)
+            assert "failed to take sha256:" in line and "after 5 attempts" in line, line
+            assert not any(r.startswith("PUT /v2/acme/app/manifests/") for r in proxy.seen)
+            tag = skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/acme/app:never")
+            assert tag.returncode != 0 and "manifest unknown" in tag.stderr, tag.stderr
+        finally:
+            proxy.stop()

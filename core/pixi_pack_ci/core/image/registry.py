@@ -38,6 +38,8 @@ USERNAME_ENV = "PIXI_PACK_CI_REGISTRY_USERNAME"
 PASSWORD_ENV = "PIXI_PACK_CI_REGISTRY_PASSWORD"
 ATTEMPTS = 5
 CHUNK = 8 << 20
+#: Answers worth the same request again after a pause.
+RETRIED = (429, 500, 502, 503, 504)
 _CHALLENGE = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 
 
@@ -106,6 +108,11 @@ def _explain(response: httpx.Response) -> str:
     except (ValueError, AttributeError):
         detail = ""
     return f"{response.status_code} {response.reason_phrase}" + (f" ({detail})" if detail else "")
+
+
+class _Broken(RegistryError):
+    """A request of an upload session that failed the way a retry may cure (the connection
+    broke, 5xx, 429): the caller starts a new session rather than send to this one again."""
 
 
 class Registry:
@@ -184,11 +191,14 @@ class Registry:
         body: Callable[[], bytes | Iterator[bytes]] | None = None,
         ok: tuple[int, ...] = (200, 201, 202, 204),
         auth_tries: int = 2,
+        retry: bool = True,
         what: str,
     ) -> httpx.Response:
         """One request, authenticated and retried; a status outside ``ok`` (404 included: the
         caller may allow it) raises one line naming ``what``. ``auth_tries``: how many 401s are
-        answered with a new token (a caller that allows 401 takes the one after)."""
+        answered with a new token (a caller that allows 401 takes the one after). ``retry=False``:
+        a broken connection, 5xx or 429 raises ``_Broken`` at once, for a caller that must start
+        over otherwise (an upload session)."""
         target = url if isinstance(url, httpx.URL) or url.startswith("http") else f"{self.api}{url}"
         last = ""
         authenticated = 0
@@ -202,6 +212,8 @@ class Registry:
                 )
             except httpx.TransportError as exc:
                 last = f"{type(exc).__name__}: {exc}"
+                if not retry:
+                    raise _Broken(last) from None
                 self._sleep(attempt)
                 continue
             if response.status_code == 401 and authenticated < auth_tries and self._authenticate(response, scope):
@@ -209,7 +221,9 @@ class Registry:
                 continue
             if response.status_code in ok:
                 return response
-            if response.status_code in (429, 500, 502, 503, 504) and attempt + 1 < ATTEMPTS:
+            if response.status_code in RETRIED and not retry:
+                raise _Broken(_explain(response))
+            if response.status_code in RETRIED and attempt + 1 < ATTEMPTS:
                 last = _explain(response)
                 self._sleep(attempt)
                 continue
@@ -298,28 +312,53 @@ class Registry:
 
     def _upload(self, repo: str, digest: str, size: int, fh: BinaryIO, scope: str, session: httpx.URL | None) -> None:
         """The bytes of ``fh`` as ``digest``: one PUT into ``session`` (or a new one), in chunks
-        when the registry says the request is too big (413)."""
-        if session is None:
-            start = self.request(
-                "POST", f"/v2/{repo}/blobs/uploads/", scope, ok=(202,), what=f"start an upload to {repo}"
-            )
-            session = self._location(start)
+        when the registry says the request is too big (413). A broken connection, 5xx or 429
+        during a PUT or PATCH starts again from a new session (POST): the old one may be gone or
+        hold part of the blob, and sending to it again fails (distribution: 404
+        BLOB_UPLOAD_INVALID) or stores wrong bytes. At most ``ATTEMPTS`` tries in all."""
+        chunked = False
+        minimum = 0
+        failures = 0
+        while True:
+            if session is None:
+                what = f"start an upload to {repo}"
+                start = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope, ok=(202,), what=what)
+                session = self._location(start)
+                minimum = int(start.headers.get("OCI-Chunk-Min-Length") or 0)
+            try:
+                if chunked:
+                    self._send_chunks(session, digest, size, fh, scope, max(CHUNK, minimum))
+                    return
+                if self._send_whole(session, digest, size, fh, scope):
+                    return
+                chunked, session = True, None  # too big for one request here: in chunks, from a new session
+                continue
+            except _Broken as exc:
+                failures += 1
+                if failures == ATTEMPTS:
+                    raise RegistryError(
+                        f"{self.host} failed to take {digest} after {ATTEMPTS} attempts: {exc}"
+                    ) from None
+                log.info("%s broke off taking %s (%s); starting its upload again", self.host, digest, exc)
+                self._sleep(failures - 1)
+                session = None
+
+    def _send_whole(self, session: httpx.URL, digest: str, size: int, fh: BinaryIO, scope: str) -> bool:
+        """One PUT of the whole blob; False when it is too big for one request (413)."""
 
         def whole() -> Iterator[bytes]:
-            fh.seek(0)  # every attempt sends the whole blob
+            fh.seek(0)
             while chunk := fh.read(1 << 20):
                 yield chunk
 
         url = session.copy_merge_params({"digest": digest})
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
-        response = self.request("PUT", url, scope, headers=headers, body=whole, ok=(201, 413), what=f"take {digest}")
-        if response.status_code == 413:  # too big for one request here: in chunks
-            self._push_chunks(repo, digest, size, fh, scope)
+        response = self.request(
+            "PUT", url, scope, headers=headers, body=whole, ok=(201, 413), retry=False, what=f"take {digest}"
+        )
+        return response.status_code == 201
 
-    def _push_chunks(self, repo: str, digest: str, size: int, fh: BinaryIO, scope: str) -> None:
-        start = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope, ok=(202,), what=f"start an upload to {repo}")
-        location = self._location(start)
-        chunk = max(CHUNK, int(start.headers.get("OCI-Chunk-Min-Length") or 0))
+    def _send_chunks(self, location: httpx.URL, digest: str, size: int, fh: BinaryIO, scope: str, chunk: int) -> None:
         fh.seek(0)
         offset = 0
         while offset < size:
@@ -336,12 +375,13 @@ class Registry:
                 headers=headers,
                 body=partial(bytes, data),
                 ok=(202,),
+                retry=False,
                 what=f"take part of {digest}",
             )
             location = self._location(reply)
             offset += len(data)
-        what = f"take {digest}"
-        self.request("PUT", location.copy_merge_params({"digest": digest}), scope, ok=(201,), what=what)
+        url = location.copy_merge_params({"digest": digest})
+        self.request("PUT", url, scope, ok=(201,), retry=False, what=f"take {digest}")
 
     def _location(self, response: httpx.Response) -> httpx.URL:
         """The upload URL, relative or absolute, with the query the registry put in it kept."""
