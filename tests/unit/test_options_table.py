@@ -79,11 +79,15 @@ def test_hatch_image_settings_become_one_image_command(tmp_path: Path, monkeypat
     settings = PackSettings.from_table(table, "[test]")
     calls: list[list[str]] = []
     monkeypatch.setattr(pixi_pack_ci.core, "main", lambda argv: calls.append(list(argv)) or 0, raising=False)
-    layout = _image_of(tmp_path / "app.tar", tmp_path / "app.oci", settings, lambda _: None)
+    signing = ["--sign-key", "site.key"]
+    layout = _image_of(
+        tmp_path / "app.tar", tmp_path / "app.oci", settings, settings.image_push, signing, lambda _: None
+    )
     assert layout == tmp_path / "app.oci"
     assert calls == [[
         "image", "--from-pack", str(tmp_path / "app.tar"), "--base", "scratch", "--output",
         f"oci-layout:{tmp_path / 'app.oci'}", "-q", "--entrypoint", "python -m app", "--push", "ghcr.io/acme/app:1",
+        "--sign-key", "site.key",
     ]]  # fmt: skip
 
 

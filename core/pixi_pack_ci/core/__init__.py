@@ -23,7 +23,7 @@ from .errors import (
 )
 from .fetch_context import Digests, FetchContext
 from .hookspecs import hookimpl, hookspec
-from .image.refs import image_platforms
+from .image.refs import image_platforms, is_image_target
 from .model import (
     CondaArtifact,
     ImageLayer,
@@ -42,11 +42,17 @@ from .redact import SECRETS, redact_url, scrub
 
 if TYPE_CHECKING:
     from .cli import main
+    from .image.attached import ImageBundles, read_image_bundles
     from .inspection import inspect_pack
     from .install import install_environment
 
-#: Public names that import py-rattler when used: module → names.
-_LAZY = {"cli": ("main",), "inspection": ("inspect_pack",), "install": ("install_environment",)}
+#: Public names that import py-rattler or httpx when used: module → names.
+_LAZY = {
+    "cli": ("main",),
+    "inspection": ("inspect_pack",),
+    "install": ("install_environment",),
+    "image.attached": ("ImageBundles", "read_image_bundles"),
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -65,6 +71,7 @@ __all__ = [
     "Digests",
     "DownloadError",
     "FetchContext",
+    "ImageBundles",
     "ImageLayer",
     "ImageOptions",
     "ImageResult",
@@ -86,7 +93,9 @@ __all__ = [
     "image_platforms",
     "inspect_pack",
     "install_environment",
+    "is_image_target",
     "main",
+    "read_image_bundles",
     "redact_url",
     "scrub",
 ]

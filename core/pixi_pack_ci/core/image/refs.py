@@ -43,6 +43,12 @@ def image_platforms(names: Iterable[str]) -> list[str]:
     return [name for name in names if not name.startswith(_NOT_IMAGE_PLATFORMS)]
 
 
+def is_image_target(text: str) -> bool:
+    """Whether ``text`` names an image for ``verify``: ``oci://REGISTRY/REPO[:TAG|@DIGEST]`` (as
+    ``gh attestation verify`` does) or an output of the ``image`` command."""
+    return text.startswith(("oci://", "oci-layout:", "oci-archive:"))
+
+
 _REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")

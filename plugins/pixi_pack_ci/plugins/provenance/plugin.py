@@ -21,6 +21,7 @@ from pixi_pack_ci.core import (
     __version__,
     hookimpl,
     inspect_pack,
+    is_image_target,
 )
 
 from . import hookspecs
@@ -32,7 +33,7 @@ from .images import sign_image
 from .keyed import PASSPHRASE_ENV, generate_key_pair
 from .model import SLSA_PROVENANCE_V1, Attestation, BuildDescription
 from .statement import local_build_description, lockfile_dependency, pack_inputs, package_dependencies
-from .verification import IdentityRequirements, verify_pack
+from .verification import BundleCheck, IdentityRequirements, read_bundle, verify_image, verify_pack
 
 _VERIFY_FLAGS = ("repo", "owner", "signer_workflow", "cert_identity", "cert_oidc_issuer", "source_ref")
 
@@ -171,12 +172,19 @@ class ProvenancePlugin:
         attest.add_argument("-q", "--quiet", action="store_true")
         attest.set_defaults(handler=self._cmd_attest)
 
-        verify = subparsers.add_parser("verify", help="verify a pack's signature, signer and digest")
+        verify = subparsers.add_parser("verify", help="verify a pack's or image's signature, signer and digest")
         verify.add_argument(
-            "packs", nargs="+", type=Path, metavar="PACK", help="the pack (several with --provenance-path)"
+            "packs",
+            nargs="+",
+            metavar="PACK",
+            help="the pack (several with --provenance-path), or an image: oci://REGISTRY/REPO[:TAG|@DIGEST] "
+            "(its referrers), oci-layout:DIR[:TAG] or oci-archive:FILE.tar[:TAG] (the bundle beside it)",
         )
         verify.add_argument(
-            "--bundle", type=Path, metavar="BUNDLE", help="Sigstore bundle (default: PACK.sigstore.json)"
+            "--bundle",
+            type=Path,
+            metavar="BUNDLE",
+            help="Sigstore bundle (default: PACK.sigstore.json, or the image's own)",
         )
         verify.add_argument("--predicate-type", metavar="URI", help=f"(default: {SLSA_PROVENANCE_V1})")
         _add_identity_flags(verify)
@@ -346,16 +354,19 @@ class ProvenancePlugin:
             raise UsageError(f"{', '.join(given)} only apply to slsa-github-generator provenance (--provenance-path)")
         if len(args.packs) > 1:
             raise UsageError("verify checks one pack against its bundle; several packs need --provenance-path")
-        (pack,) = args.packs
-        result = verify_pack(
-            pack,
-            args.bundle or bundle_path_for(pack),
-            requirements=_requirements(args),
-            key=args.key,
-            trusted_root=args.trusted_root,
-            offline=args.offline,
-            predicate_type=args.predicate_type or SLSA_PROVENANCE_V1,
+        (target,) = args.packs
+        check = BundleCheck(
+            _requirements(args), args.key, args.trusted_root, args.offline, args.predicate_type or SLSA_PROVENANCE_V1
         )
+        if is_image_target(target):
+            result = verify_image(target, args.bundle, check)
+        else:
+            pack = Path(target)
+            if not pack.is_file():
+                raise ProvenanceError(f"pack {pack} does not exist or is not a file")
+            bundle = args.bundle or bundle_path_for(pack)
+            text, data = read_bundle(bundle)
+            result = check.verify(pack, pack.name, file_sha256(pack), bundle, bundle.name, text, data)
         if args.json:
             print(json.dumps(result.to_json(), indent=2))
         else:
@@ -387,7 +398,7 @@ def _verify_generator(args: argparse.Namespace) -> int:
         args.source_uri, args.source_tag, args.source_branch, args.source_versioned_tag, args.builder_id
     )
     result = verify_generator_provenance(
-        args.packs, provenance, requirements, trusted_root=args.trusted_root, offline=args.offline
+        [Path(p) for p in args.packs], provenance, requirements, trusted_root=args.trusted_root, offline=args.offline
     )
     print(json.dumps(result.to_json(), indent=2) if args.json else "\n".join(result.lines()))
     return 0

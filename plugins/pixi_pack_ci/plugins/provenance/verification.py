@@ -20,7 +20,7 @@ from .checksums import file_sha256
 from .errors import ProvenanceError, VerificationError
 from .keyed import key_hint, load_public_key, verify_with_key
 from .keyless import load_trusted_roots, production_roots, verify_keyless
-from .model import SLSA_PROVENANCE_V1
+from .model import BUNDLE_V03_MEDIA_TYPE, SLSA_PROVENANCE_V1
 
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate
@@ -142,9 +142,9 @@ class SubjectAlternativeNameMatches:
 class VerifiedPack:
     """What ``verify`` established, for printing."""
 
-    pack: Path
+    pack: Path | str  # a pack file, or an image as named (oci://…, oci-layout:…)
     sha256: str
-    bundle: Path
+    bundle: Path | str  # a file, or where in a registry the bundle came from
     subject_name: str
     keyless: bool
     statement: dict[str, Any]
@@ -172,7 +172,8 @@ class VerifiedPack:
 
     def lines(self) -> list[str]:
         info = self.to_json()
-        out = [f"✅ {self.pack.name} (sha256 {self.sha256}) is subject {self.subject_name!r} of a signed statement"]
+        what = self.pack.name if isinstance(self.pack, Path) else self.pack
+        out = [f"✅ {what} (sha256 {self.sha256}) is subject {self.subject_name!r} of a signed statement"]
         if self.keyless:
             out.append(f"   signer: {self.signer.get('identity', '?')} (issuer {self.signer.get('issuer', '?')})")
             if "source_repository" in self.signer:
@@ -201,6 +202,11 @@ def read_bundle(path: Path) -> tuple[str, dict[str, Any]]:
         raise ProvenanceError(f"bundle {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ProvenanceError(f"cannot read bundle {path}: {exc}") from None
+    return parse_bundle(text, path)
+
+
+def parse_bundle(text: str, path: Path | str) -> tuple[str, dict[str, Any]]:
+    """``text`` as a Sigstore bundle with a DSSE envelope (``path`` names it in errors)."""
     try:
         data = json.loads(text)
     except ValueError:
@@ -221,7 +227,7 @@ def _is_json(text: str) -> bool:
     return True
 
 
-def _check_statement(payload: bytes, sha256: str, pack: Path, predicate_type: str) -> tuple[dict[str, Any], str]:
+def _check_statement(payload: bytes, sha256: str, what: str, predicate_type: str) -> tuple[dict[str, Any], str]:
     try:
         statement = json.loads(payload)
     except ValueError:
@@ -237,9 +243,7 @@ def _check_statement(payload: bytes, sha256: str, pack: Path, predicate_type: st
         if isinstance(subject, dict) and (subject.get("digest") or {}).get("sha256") == sha256:
             return statement, str(subject.get("name", ""))
     names = ", ".join(str(s.get("name")) for s in subjects if isinstance(s, dict)) or "nothing"
-    raise VerificationError(
-        f"{pack.name} (sha256 {sha256[:16]}…) is not a subject of this attestation (it covers: {names})"
-    )
+    raise VerificationError(f"{what} (sha256 {sha256[:16]}…) is not a subject of this attestation (it covers: {names})")
 
 
 def verify_pack(
@@ -255,28 +259,80 @@ def verify_pack(
     if not pack.is_file():
         raise ProvenanceError(f"pack {pack} does not exist or is not a file")
     text, data = read_bundle(bundle_path)
-    material = data.get("verificationMaterial") or {}
-    keyed_bundle = "publicKey" in material
-    sha256 = file_sha256(pack)
-    if key is not None:
-        if not keyed_bundle:
-            raise VerificationError(
-                f"{bundle_path.name} is a keyless Sigstore bundle: "
-                "verify it with --repo/--owner/--cert-identity, not --key"
-            )
-        public_key = load_public_key(key)
-        payload = verify_with_key(data, public_key)
-        statement, name = _check_statement(payload, sha256, pack, predicate_type)
-        return VerifiedPack(pack, sha256, bundle_path, name, False, statement, {"key": key_hint(public_key)[:16]})
-    if keyed_bundle:
-        raise VerificationError(f"{bundle_path.name} is signed with a key: verify it with --key PUBLIC_KEY")
-    policy = requirements.policy()
-    roots = load_trusted_roots(trusted_root) if trusted_root else production_roots(offline)
-    payload, signer = verify_keyless(text, roots, policy)
-    statement, name = _check_statement(payload, sha256, pack, predicate_type)
-    entries = material.get("tlogEntries") or []
-    tlog = {k: entries[0].get(k) for k in ("logIndex", "integratedTime")} if entries else {}
-    return VerifiedPack(pack, sha256, bundle_path, name, True, statement, signer, tlog)
+    check = BundleCheck(requirements, key, trusted_root, offline, predicate_type)
+    return check.verify(pack, pack.name, file_sha256(pack), bundle_path, bundle_path.name, text, data)
+
+
+@dataclass(frozen=True)
+class BundleCheck:
+    """What a bundle must satisfy: its signer (``requirements``, or the key) and predicate type."""
+
+    requirements: IdentityRequirements
+    key: Path | None = None
+    trusted_root: Path | None = None
+    offline: bool = False
+    predicate_type: str = SLSA_PROVENANCE_V1
+
+    def verify(
+        self,
+        artifact: Path | str,
+        what: str,
+        sha256: str,
+        bundle: Path | str,
+        bundle_name: str,
+        text: str,
+        data: dict[str, Any],
+    ) -> VerifiedPack:
+        """The bundle ``text`` (parsed: ``data``) verified and naming ``sha256`` as a subject."""
+        material = data.get("verificationMaterial") or {}
+        keyed_bundle = "publicKey" in material
+        if self.key is not None:
+            if not keyed_bundle:
+                raise VerificationError(
+                    f"{bundle_name} is a keyless Sigstore bundle: "
+                    "verify it with --repo/--owner/--cert-identity, not --key"
+                )
+            public_key = load_public_key(self.key)
+            payload = verify_with_key(data, public_key)
+            statement, name = _check_statement(payload, sha256, what, self.predicate_type)
+            signer = {"key": key_hint(public_key)[:16]}
+            return VerifiedPack(artifact, sha256, bundle, name, False, statement, signer)
+        if keyed_bundle:
+            raise VerificationError(f"{bundle_name} is signed with a key: verify it with --key PUBLIC_KEY")
+        policy = self.requirements.policy()
+        roots = load_trusted_roots(self.trusted_root) if self.trusted_root else production_roots(self.offline)
+        payload, signer = verify_keyless(text, roots, policy)
+        statement, name = _check_statement(payload, sha256, what, self.predicate_type)
+        entries = material.get("tlogEntries") or []
+        tlog = {k: entries[0].get(k) for k in ("logIndex", "integratedTime")} if entries else {}
+        return VerifiedPack(artifact, sha256, bundle, name, True, statement, signer, tlog)
+
+
+def verify_image(target: str, bundle_path: Path | None, check: BundleCheck) -> VerifiedPack:
+    """An image (``oci://REGISTRY/REPO[:TAG|@DIGEST]``, ``oci-layout:DIR[:TAG]``,
+    ``oci-archive:FILE.tar[:TAG]``) against ``bundle_path``, else the bundles attached to it (its
+    referrers, or the file written beside the output): it passes when one of them does."""
+    from pixi_pack_ci.core import read_image_bundles
+
+    found = read_image_bundles(target, BUNDLE_V03_MEDIA_TYPE)
+    sha256 = found.digest.split(":", 1)[1]
+    if bundle_path is not None:
+        bundles: tuple[tuple[Path | str, str], ...] = ((bundle_path, read_bundle(bundle_path)[0]),)
+    else:
+        bundles = found.bundles
+    if not bundles:
+        raise VerificationError(f"{target} ({found.digest}) has no Sigstore bundle attached: pass --bundle")
+    failures = []
+    for where, text in bundles:
+        name = where.name if isinstance(where, Path) else str(where)
+        try:
+            _, data = parse_bundle(text, where)
+            return check.verify(target, target, sha256, where, name, text, data)
+        except VerificationError as exc:
+            failures.append(str(exc))
+    if len(failures) == 1:
+        raise VerificationError(failures[0])
+    raise VerificationError(f"none of the {len(failures)} bundles attached to {target} verifies: {failures[0]}")
 
 
 def utc_timestamp(seconds: object) -> str:
