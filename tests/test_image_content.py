@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from harness import assert_clean_error, run_cli
 from image_support import image_specs, need
-from support import ChannelServer, PackageSpec, build_channel, channel_records, write_lockfile
+from support import ChannelServer, PackageSpec, basic_auth, build_channel, channel_records, write_lockfile
 from test_image import ImageChannel, image_json
 
 pytestmark = pytest.mark.posix
@@ -285,3 +285,61 @@ def test_layer_bytes_are_deterministic_and_hold_nothing_of_this_machine(channel:
             assert needle not in data, (path.name, needle)
         for word in words:  # as a word: "root" is in the config's "rootfs"
             assert not re.search(rb"(?<![\w.-])" + re.escape(word.encode()) + rb"(?![\w-])", data), (path.name, word)
+
+
+def test_channel_credentials_never_reach_the_image(channel: ImageChannel, tmp_path: Path) -> None:
+    """A channel that needs credentials: given in the lockfile's URLs (user:password, or a conda
+    token in the path) or through rattler's auth file, they are used to fetch and appear nowhere
+    in the image: conda-meta names the channel's URL without them, so every way gives the very
+    same image. Not in the command's output either."""
+    user, password, token = "image-user", "pa55-w0rd-9xq", "tk-5ecret-77aa"
+    server = channel.server
+    plain_url = server.url
+    ways = {
+        "userinfo": (plain_url.replace("http://", f"http://{user}:{password}@"), ()),
+        "token": (f"{plain_url}t/{token}/", ()),
+        "auth-file": (plain_url, ("--auth-file", str(tmp_path / "auth.json"))),
+    }
+    (tmp_path / "auth.json").write_text(
+        json.dumps({"127.0.0.1": {"BasicHTTP": {"username": user, "password": password}}})
+    )
+    secrets = [password.encode(), token.encode(), f"{user}:{password}".encode(), user.encode()]
+    digests = {}
+    try:
+        for name, (url, extra) in ways.items():
+            server.reset()
+            if name == "token":
+                server.required_conda_token = token
+            else:
+                server.required_auth = {"/": basic_auth(user, password)}
+            records = channel_records(channel.path, url)
+            picked = [
+                r
+                for r in records["linux-64"]
+                if r.name.normalized == "greeter" or r.file_name.startswith("libdata-1.0-")
+            ]
+            project = tmp_path / name
+            project.mkdir()
+            (project / "pixi.toml").write_text('[workspace]\nname = "img"\nchannels = []\nplatforms = []\n')
+            write_lockfile(project / "pixi.lock", {"default": {"linux-64": picked}}, url)
+            out = tmp_path / f"img-{name}"
+            proc = run_cli("image", project, "--base", "scratch", "--layers", "per-package", *extra,
+                           "--output", f"oci-layout:{out}", "--json", "-v", check=True)  # fmt: skip
+            assert server.requests, "the packages came from the server, with the credentials"
+            for secret in secrets:
+                assert secret not in proc.stdout + proc.stderr, (name, secret)
+            result = json.loads(proc.stdout)
+            digests[name] = result["digest"]
+            for path in (out / "blobs" / "sha256").iterdir():
+                data = blob(out, "sha256:" + path.name)
+                for secret in secrets:
+                    assert secret not in data, (name, path.name, secret)
+            greeter = next(x for x in result["images"][0]["layers"] if x["contents"] == "greeter")
+            with tarfile.open(out / "blobs" / "sha256" / greeter["digest"].split(":", 1)[1]) as tar:
+                meta_name = next(n for n in tar.getnames() if "/conda-meta/greeter-" in n)
+                meta = json.loads(tar.extractfile(meta_name).read())  # type: ignore[union-attr]
+            assert meta["url"] == f"{plain_url}linux-64/{meta['fn']}", name
+            assert meta["channel"] == plain_url.rstrip("/"), name
+    finally:
+        server.reset()
+    assert len(set(digests.values())) == 1, digests

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import rattler
 
@@ -94,7 +96,7 @@ def _plan_source(plan: PackPlan, files: dict[str, Path]) -> EnvironmentSource:
         # absolute(): a relative --use-cache has no file URI.
         record.url = files[by_name[record.file_name].cache_key].absolute().as_uri()
     wheels = [files[w.cache_key] for w in plan.pypi]
-    urls = {a.file_name: redact_url(a.url) for a in plan.conda}
+    urls = {a.file_name: public_url(a.url) for a in plan.conda}
     packages = [artifact_summary(a) for a in plan.artifacts]
     checked = {files[w.cache_key].name: w.sha256.lower() for w in plan.pypi if w.sha256}
     return EnvironmentSource(plan.environment, plan.platform, records, wheels, urls, packages, plan.lockfile, checked)
@@ -128,6 +130,20 @@ def install(source: EnvironmentSource, work: Path, prefix: PurePosixPath) -> Pat
     root = install_environment(source.records, source.wheels, work, Path(prefix), source.platform, quiet=True)
     normalize_conda_meta(root, source.urls)
     return root
+
+
+#: What :func:`redact_url` leaves of a conda token in a path.
+_REDACTED_TOKEN = re.compile(r"/t/\*\*\*(?=/|$)")
+
+
+def public_url(url: str) -> str:
+    """``url`` as conda writes it into ``conda-meta``: without user-info or a ``/t/<token>``
+    segment, so the record names the channel anyone would name, not ``***@`` (no URL); what else
+    looks secret (query values) stays redacted."""
+    parts = urlsplit(redact_url(url))
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    path = _REDACTED_TOKEN.sub("", parts.path)
+    return urlunsplit((parts.scheme, netloc, path, parts.query, parts.fragment))
 
 
 #: Keys of rattler's prefix records that name this machine's staging folders.
