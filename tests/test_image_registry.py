@@ -179,3 +179,50 @@ def test_an_upload_broken_mid_body_starts_a_new_session(image_channel: ImageChan
             assert tag.returncode != 0 and "manifest unknown" in tag.stderr, tag.stderr
         finally:
             proxy.stop()
+
+
+def requests_since(log: Path, start: int) -> list[str]:
+    """``"METHOD path"`` of the requests pixi-pack-ci made after the log's first ``start`` lines."""
+    lines = log.read_text(errors="replace").splitlines()[start:]
+    return [line.split('"')[1].rsplit(" ", 1)[0] for line in lines if '"pixi-pack-ci/' in line]
+
+
+def test_an_unchanged_push_is_a_head_per_blob_and_one_manifest_put(image_channel: ImageChannel, tmp_path: Path) -> None:
+    """Pushed again unchanged, a single-platform image costs one HEAD per blob and one PUT, of
+    its manifest by tag (readable by digest too); two platforms: their manifests by digest and
+    the index by tag, after every blob. Without a tag the top goes by digest."""
+    need("skopeo")
+    one = image_channel.project(tmp_path / "one", "greeter", "libdata=1.0")
+    two = image_channel.project(tmp_path / "two", "other", platforms=("linux-64", "linux-aarch64"))
+    with docker_registry(tmp_path / "registry") as registry:
+        ref = f"{registry.host}/acme/app"
+        first = image_json(one, "--base", "scratch", "--push", f"{ref}:v1")
+        blobs = len(first["images"][0]["layers"]) + 1
+        start = len(registry.log.read_text().splitlines())
+        again = image_json(one, "--base", "scratch", "--push", f"{ref}:v1")
+        assert again["digest"] == first["digest"]
+        made = requests_since(registry.log, start)
+        assert sorted(made) == sorted(
+            [f"HEAD /v2/acme/app/blobs/{d['digest']}" for d in first["images"][0]["layers"]]
+            + [f"HEAD /v2/acme/app/blobs/{first['images'][0]['config_digest']}", "PUT /v2/acme/app/manifests/v1"]
+        ), made
+        assert len(made) == blobs + 1
+        by_digest = skopeo("inspect", "--tls-verify=false", f"docker://{ref}@{first['digest']}")
+        assert json.loads(by_digest.stdout)["Digest"] == first["digest"], by_digest.stderr
+
+        args = ("-p", "linux-64", "-p", "linux-aarch64", "--base", "scratch")
+        start = len(registry.log.read_text().splitlines())
+        multi = image_json(two, *args, "--push", f"{ref}:multi")
+        made = requests_since(registry.log, start)
+        puts = [r for r in made if r.startswith("PUT /v2/acme/app/manifests/")]
+        children = {f"PUT /v2/acme/app/manifests/{i['digest']}" for i in multi["images"]}
+        assert set(puts[:2]) == children and puts[2:] == ["PUT /v2/acme/app/manifests/multi"], puts
+        assert max(i for i, r in enumerate(made) if "/blobs/" in r) < made.index(puts[0])
+        start = len(registry.log.read_text().splitlines())
+        image_json(two, *args, "--push", f"{ref}:multi")
+        made = requests_since(registry.log, start)
+        assert [r for r in made if not r.startswith("HEAD /v2/acme/app/blobs/")] == puts, made
+        start = len(registry.log.read_text().splitlines())
+        image_json(two, *args, "--push", ref)
+        puts = [r for r in requests_since(registry.log, start) if r.startswith("PUT ")]
+        assert puts[2:] == [f"PUT /v2/acme/app/manifests/{multi['digest']}"], puts

@@ -1,6 +1,6 @@
 """``pixi-pack-ci image``: environment → install at the prefix → layers → config → manifest(s)
 → outputs and pushes. Every flag is checked before any download; outputs appear whole or not at
-all; a push sends blobs first, manifests by digest next, and tags last."""
+all; a push sends blobs first, an index's manifests by digest next, and the tag last."""
 
 from __future__ import annotations
 
@@ -448,8 +448,8 @@ def write_outputs(builder: Builder, images: list[BuiltImage], top: Descriptor, b
 
 def push(builder: Builder, images: list[BuiltImage], top: Descriptor, ref: ImageRef) -> dict[str, Any]:
     """Blobs, four at a time (base layers mounted from the base's repository on the same
-    registry), then manifests by digest, an index by digest, and only then the tag: a failure
-    never leaves a tag behind."""
+    registry), then an index's manifests by digest, and last the top manifest or index, by tag
+    (or by digest without one): a failure never leaves a tag behind."""
     registry = builder.registry(ref)
     store = builder.store
     jobs: dict[str, tuple[int, str | None, Opener]] = {}  # digest → (size, repository to mount from, opener)
@@ -471,14 +471,15 @@ def push(builder: Builder, images: list[BuiltImage], top: Descriptor, ref: Image
                 jobs.items(),
             )
         )
-    for image in images:
-        manifest = store.path(image.manifest.digest).read_bytes()
-        registry.put_manifest(ref.repository, image.manifest.digest, manifest, MANIFEST)
+    if len(images) > 1:  # an index's manifests by digest, before the index that names them
+        for image in images:
+            manifest = store.path(image.manifest.digest).read_bytes()
+            registry.put_manifest(ref.repository, image.manifest.digest, manifest, MANIFEST)
+    # The top once: by tag (a registry keeps it by digest too), else by digest. After every
+    # blob and child, so a failed push leaves no tag; an unchanged push costs a HEAD per blob
+    # and this one PUT for a single-platform image.
     data = store.path(top.digest).read_bytes()
-    if len(images) > 1:
-        registry.put_manifest(ref.repository, top.digest, data, INDEX)
-    if ref.tag:
-        registry.put_manifest(ref.repository, ref.tag, data, top.media_type)
+    registry.put_manifest(ref.repository, ref.tag or top.digest, data, top.media_type)
     return {"reference": f"{ref.name}@{top.digest}", "tag": ref.tag, "blobs": dict(Counter(outcomes))}
 
 

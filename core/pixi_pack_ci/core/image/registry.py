@@ -1,7 +1,7 @@
 """A distribution-spec client on httpx: what pushing an image and reading a base image need.
 
 HEAD before upload, cross-repository mount, monolithic upload with a chunked fallback (413),
-manifests by digest, tags last; retries with backoff for 5xx, 429 and broken connections; Bearer
+manifests after the blobs, tags last; retries with backoff for 5xx, 429 and broken connections; Bearer
 tokens from the ``WWW-Authenticate`` challenge (RFC 7235 quoted strings: ``scope`` holds commas)
 or Basic. Credentials come from ``PIXI_PACK_CI_REGISTRY_USERNAME``/``_PASSWORD`` (for the
 registries pushed to only), else a plugin, else Docker's ``config.json``; they are registered as
