@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 from harness import assert_clean_error, run_cli
-from image_support import image_specs, need
+from image_support import ImageChannel, busybox_base, image_specs, need, run_image
+from rattler_build import FileEntry, assemble_package
 from support import ChannelServer, PackageSpec, basic_auth, build_channel, channel_records, write_lockfile
-from test_image import ImageChannel, image_json
+from test_image import image_json
 
 pytestmark = pytest.mark.posix
 
@@ -37,6 +38,9 @@ LEAVES = [f"leaf{i:02d}" for i in range(30)]
 #: A file name past ustar's 100 bytes and one outside ASCII: each needs a PAX record.
 LONG_NAME = "share/tarred/" + "n" * 110 + ".txt"
 UNICODE_NAME = "share/tarred/ünïcödé.txt"
+
+
+POST_LINK = 'echo "post-link ran" > "$PREFIX/post-link-ran"\n'
 
 
 def content_specs() -> list[PackageSpec]:
@@ -58,13 +62,33 @@ def content_specs() -> list[PackageSpec]:
     ]
 
 
+def build_linker(channel: Path, work: Path) -> None:
+    """A package with a post-link script that leaves a mark in the prefix when run. Its files are
+    named one by one: from a folder, assemble_package leaves out hidden files such as this one."""
+    work.mkdir(parents=True)
+    (work / "post-link.sh").write_text(POST_LINK)
+    (work / "linker.txt").write_text("linker\n")
+    entries = [
+        FileEntry.from_paths(work / "post-link.sh", "bin/.linker-post-link.sh"),
+        FileEntry.from_paths(work / "linker.txt", "share/linker/linker.txt"),
+    ]
+    assemble_package(name="linker", version="1.0", target_platform="linux-64", build_string="0",
+                     output_dir=channel / "linux-64", files=entries, detect_prefix=False)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageChannel]:
     base = tmp_path_factory.mktemp("content-channel")
-    build_channel(base / "channel", content_specs(), base / "work")
+    build_linker(base / "channel", base / "linker")
+    build_channel(base / "channel", content_specs(), base / "work")  # indexes the linker package too
     server = ChannelServer(base / "channel").start()
     yield ImageChannel(base / "channel", server)
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def base_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return busybox_base(tmp_path_factory.mktemp("base"))
 
 
 def blob(layout: Path, digest: str) -> bytes:
@@ -343,3 +367,81 @@ def test_channel_credentials_never_reach_the_image(channel: ImageChannel, tmp_pa
     finally:
         server.reset()
     assert len(set(digests.values())) == 1, digests
+
+
+PREFIX = "/app/.pixi/envs/default"
+ENTRYPOINT = f"{PREFIX}/etc/pixi-pack-ci/entrypoint.sh"
+
+
+def config_of(layout: Path, result: dict[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads(blob(layout, result["images"][0]["config_digest"]))
+    return config
+
+
+def test_activation_script_asked_for_runs_the_command_through_the_entrypoint(
+    channel: ImageChannel, base_layout: Path, tmp_path: Path
+) -> None:
+    """--activation script with no activate.d scripts in the environment: the entrypoint is the
+    script, and it activates by itself: run with CONDA_PREFIX unset and PATH cleared, the
+    command still finds the environment."""
+    project = channel.project(tmp_path / "p", "greeter", "libdata=1.0", "envvars")
+    out = tmp_path / "img"
+    result = image_json(project, "--base", f"oci-layout:{base_layout}:1", "--activation", "script",
+                        "--cmd", "greet", "--output", f"oci-layout:{out}")  # fmt: skip
+    config = config_of(out, result)["config"]
+    assert config["Entrypoint"] == [ENTRYPOINT] and config["Cmd"] == ["greet"]
+    ran = run_image(out, "latest", tmp_path / "run1")
+    assert ran.returncode == 0, ran.stderr
+    assert "hello from greeter" in ran.stdout and "libdata 1.0" in ran.stdout
+    assert f"CONDA_PREFIX={PREFIX}\n" in ran.stdout and "FOO=bar\n" in ran.stdout
+    cleared = f"unset CONDA_PREFIX; PATH=/bin; export PATH; exec {ENTRYPOINT} greet"
+    ran = run_image(out, "latest", tmp_path / "run2", "/bin/sh", "-c", cleared)
+    assert ran.returncode == 0, ran.stderr
+    assert f"CONDA_PREFIX={PREFIX}\n" in ran.stdout and f"PATH={PREFIX}/bin:/bin\n" in ran.stdout
+    assert "libdata 1.0" in ran.stdout
+
+
+def test_activation_env_with_activate_d_scripts_says_they_do_not_run(
+    channel: ImageChannel, base_layout: Path, tmp_path: Path
+) -> None:
+    """--activation env when a package ships an activate.d script: a warning on stderr (from the
+    layer cache's record too), no entrypoint script, the activation in the config's Env; run, the
+    script's variable is indeed not set."""
+    project = channel.project(tmp_path / "p", "greeter", "libdata=1.0", "activator")
+    runs = []
+    for name in ("a", "b"):
+        proc = run_cli("image", project, "--base", f"oci-layout:{base_layout}:1", "--activation", "env",
+                       "--entrypoint", "greet", "--use-cache", tmp_path / "cache",
+                       "--output", f"oci-layout:{tmp_path / name}", "--json", check=True)  # fmt: skip
+        runs.append(json.loads(proc.stdout))
+        lines = proc.stderr.decode().splitlines()
+        assert lines == ["pixi-pack-ci: warning: packages ship etc/conda/activate.d scripts; "
+                         "--activation env does not run them"], lines  # fmt: skip
+    assert [r["images"][0]["installed"] for r in runs] == [True, False]
+    config = config_of(tmp_path / "a", runs[0])["config"]
+    assert config["Entrypoint"] == ["greet"]
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert env["CONDA_PREFIX"] == PREFIX and env["PATH"].startswith(f"{PREFIX}/bin:")
+    names = [m.name for x in runs[0]["images"][0]["layers"] for m in members(tmp_path / "a", x["digest"])]
+    assert f"{PREFIX}/etc/conda/activate.d/activator.sh"[1:] in names
+    assert not any(n.endswith("etc/pixi-pack-ci/entrypoint.sh") for n in names)
+    ran = run_image(tmp_path / "a", "latest", tmp_path / "run")
+    assert ran.returncode == 0, ran.stderr
+    assert "hello from greeter" in ran.stdout and "HELLO_DATA=\n" in ran.stdout
+
+
+def test_link_scripts_are_not_run(channel: ImageChannel, base_layout: Path, tmp_path: Path) -> None:
+    """A package's post-link script is never run while building (nothing of the target is): its
+    mark is in no layer. The script itself is in the image and works: run there by hand, it
+    leaves the mark."""
+    project = channel.project(tmp_path / "p", "linker")
+    out = tmp_path / "img"
+    result = image_json(project, "--base", f"oci-layout:{base_layout}:1", "--output", f"oci-layout:{out}")
+    names = [m.name for x in result["images"][0]["layers"] for m in members(out, x["digest"])]
+    assert f"{PREFIX[1:]}/bin/.linker-post-link.sh" in names
+    assert f"{PREFIX[1:]}/share/linker/linker.txt" in names
+    assert not any(n.endswith("post-link-ran") for n in names)
+    by_hand = f"PREFIX={PREFIX} /bin/sh {PREFIX}/bin/.linker-post-link.sh && cat {PREFIX}/post-link-ran"
+    ran = run_image(out, "latest", tmp_path / "run", "/bin/sh", "-c", by_hand)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "post-link ran\n"
