@@ -5,7 +5,9 @@ push costs. Faults come from a proxy in front of the real registry, never from a
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -226,3 +228,87 @@ def test_an_unchanged_push_is_a_head_per_blob_and_one_manifest_put(image_channel
         image_json(two, *args, "--push", ref)
         puts = [r for r in requests_since(registry.log, start) if r.startswith("PUT ")]
         assert puts[2:] == [f"PUT /v2/acme/app/manifests/{multi['digest']}"], puts
+
+
+def credential_helper(folder: Path, name: str, answers: dict[str, dict[str, str]]) -> Path:
+    """``docker-credential-<name>`` in ``folder``: a real program speaking the helper protocol
+    (``get``, the server on standard input, JSON on standard output, exit 1 with Docker's message
+    for a server it has nothing for), noting each call in ``<name>.calls``."""
+    cases = "".join(f"  '{server}') printf '%s' '{json.dumps(answer)}' ;;\n" for server, answer in answers.items())
+    script = folder / f"docker-credential-{name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    script.write_text(
+        '#!/bin/sh\n[ "$1" = get ] || exit 2\nserver=$(cat)\n'
+        f'echo "get $server" >> "{folder / name}.calls"\n'
+        f'case "$server" in\n{cases}  *) echo "credentials not found in native keychain"; exit 1 ;;\nesac\n'
+    )
+    script.chmod(0o755)
+    return folder / f"{name}.calls"
+
+
+def test_docker_credential_helpers_in_docker_s_order(image_channel: ImageChannel, tmp_path: Path) -> None:
+    """credHelpers for the registry, else credsStore, else auths (a helper missing, failing or
+    without the registry: the auths entry, else anonymous with a -v note, no traceback); a
+    ``<token>`` user is an identity token, sent to the token service as an OAuth2 refresh token.
+    Helpers are real programs on PATH; their secrets are never printed."""
+    need("skopeo")
+    project = image_channel.project(tmp_path / "p", "other")
+    tokens = TokenServer(tmp_path / "tokens", USER, PASSWORD, refresh_token="refresh-tok-4711")
+    try:
+        with docker_registry(tmp_path / "registry", auth=tokens.auth_section()) as registry:
+            host, ref = registry.host, f"{registry.host}/acme/app"
+            bin_dir, docker = tmp_path / "bin", tmp_path / "docker"
+            good = credential_helper(bin_dir, "good", {host: {"ServerURL": host, "Username": USER, "Secret": PASSWORD}})
+            wrong = credential_helper(bin_dir, "wrong", {host: {"Username": USER, "Secret": "wrong-pass"}})
+            failing = credential_helper(bin_dir, "failing", {})
+            identity = credential_helper(
+                bin_dir, "identity", {host: {"Username": "<token>", "Secret": "refresh-tok-4711"}}
+            )
+            env = {
+                "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                "DOCKER_CONFIG": str(docker),
+                "PIXI_PACK_CI_REGISTRY_USERNAME": "",
+            }
+            docker.mkdir()
+            good_auth = {"auth": base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
+            wrong_auth = {"auth": base64.b64encode(f"{USER}:wrong-pass".encode()).decode()}
+
+            def push(config: dict[str, Any], tag: str, *flags: str) -> subprocess.CompletedProcess[bytes]:
+                (docker / "config.json").write_text(json.dumps(config))
+                return run_cli("image", project, "--base", "scratch", "--label", f"t={tag}", "--push",
+                               f"{ref}:{tag}", *flags, env=env)  # fmt: skip
+
+            # The registry's own helper first, before credsStore and auths.
+            first = push(
+                {"credHelpers": {host: "good"}, "credsStore": "wrong", "auths": {host: wrong_auth}}, "v1", "-vv"
+            )
+            assert first.returncode == 0, first.stderr.decode()
+            assert good.read_text() == f"get {host}\n" and not wrong.exists()
+            assert PASSWORD not in (first.stdout + first.stderr).decode()
+            # credsStore before auths, as docker.
+            second = push({"credsStore": "good", "auths": {host: wrong_auth}}, "v2")
+            assert second.returncode == 0, second.stderr.decode()
+            assert good.read_text().count("get") == 2
+            # A helper not on PATH: the auths entry, with a note.
+            third = push({"credsStore": "absent", "auths": {host: good_auth}}, "v3", "-v")
+            assert third.returncode == 0, third.stderr.decode()
+            assert "docker-credential-absent, which is not on PATH" in third.stderr.decode()
+            # A helper with nothing for the registry and no auths entry: anonymous, refused in one line.
+            refused = push({"credHelpers": {host: "failing"}}, "v4")
+            assert "refused" in assert_clean_error(refused)
+            assert failing.read_text() == f"get {host}\n"
+            noted = push({"credHelpers": {host: "failing"}}, "v4", "-v")
+            err = noted.stderr.decode()
+            assert noted.returncode == 1 and "Traceback" not in err
+            assert f"docker-credential-failing gave no credentials for {host} (exit 1: credentials not found" in err
+            # An identity token: an OAuth2 refresh token at the token service.
+            fifth = push({"credHelpers": {host: "identity"}}, "v5", "-vv")
+            assert fifth.returncode == 0, fifth.stderr.decode()
+            assert identity.read_text() == f"get {host}\n"
+            assert tokens.forms and all(f["grant_type"] == ["refresh_token"] for f in tokens.forms)
+            assert {f["refresh_token"][0] for f in tokens.forms} == {"refresh-tok-4711"}
+            assert "refresh-tok-4711" not in (fifth.stdout + fifth.stderr).decode()
+            tags = skopeo("list-tags", "--tls-verify=false", f"docker://{ref}", creds=True)
+            assert sorted(json.loads(tags.stdout)["Tags"]) == ["v1", "v2", "v3", "v5"], tags.stderr
+    finally:
+        tokens.stop()

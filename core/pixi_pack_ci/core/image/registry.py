@@ -4,8 +4,8 @@ HEAD before upload, cross-repository mount, monolithic upload with a chunked fal
 manifests after the blobs, tags last; retries with backoff for 5xx, 429 and broken connections; Bearer
 tokens from the ``WWW-Authenticate`` challenge (RFC 7235 quoted strings: ``scope`` holds commas)
 or Basic. Credentials come from ``PIXI_PACK_CI_REGISTRY_USERNAME``/``_PASSWORD`` (for the
-registries pushed to only), else a plugin, else Docker's ``config.json``; they are registered as
-secrets, so never printed.
+registries pushed to only), else a plugin, else Docker's ``config.json`` (its credential helpers
+too); they are registered as secrets, so never printed.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import logging
 import os
 import random
 import re
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -57,9 +59,20 @@ class Credentials:
     username: str
     password: str
 
+    @property
+    def identity_token(self) -> bool:
+        """A Docker identity token (a credential helper's ``<token>`` user): an OAuth2 refresh
+        token for the registry's token service, not a password."""
+        return self.username == IDENTITY_TOKEN
+
 
 #: Asks plugins for a registry's credentials (``pixi_pack_ci_registry_credentials``).
 CredentialHook = Callable[[str], "tuple[str, str] | None"]
+
+#: The user name with which a Docker credential helper hands out an identity token.
+IDENTITY_TOKEN = "<token>"
+#: Docker Hub's name in Docker's config.json and for its credential helpers.
+DOCKER_HUB = "https://index.docker.io/v1/"
 
 
 def find_credentials(
@@ -67,32 +80,88 @@ def find_credentials(
 ) -> Credentials | None:
     """From the environment (only for a registry ``pushed`` to: one pair of variables names no
     registry, and a base's registry elsewhere, or its token service, must never see a token
-    meant for the push target), else a plugin, else Docker's ``config.json`` (``auths``);
-    None: anonymous."""
+    meant for the push target), else a plugin, else Docker's ``config.json``; None: anonymous."""
     user, password = os.environ.get(USERNAME_ENV), os.environ.get(PASSWORD_ENV)
     if pushed and user and password:
         return _secret(Credentials(user, password))
     answer = plugins(registry) if plugins is not None else None
     if answer is not None:
         return _secret(Credentials(*answer))
+    return docker_credentials(registry)
+
+
+def docker_credentials(registry: str) -> Credentials | None:
+    """Docker's ``config.json`` in Docker's order: the registry's ``credHelpers`` entry, else
+    ``credsStore`` (each a ``docker-credential-<name>`` program), else the ``auths`` entry.
+    Where the helper is missing, fails or knows no such registry, docker goes anonymous; here
+    the ``auths`` entry is tried first (it was written for this registry), with a -v note."""
     folder = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
     try:
-        auths = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("auths") or {}
-    except (OSError, ValueError, AttributeError):
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
-    names = [registry, f"https://{registry}", f"http://{registry}"]
-    if registry == "docker.io":
-        names.append("https://index.docker.io/v1/")
-    for name in names:
+    if not isinstance(config, dict):
+        return None
+    hub = registry == "docker.io"
+    helpers = _table(config, "credHelpers")
+    named = next((n for n in ([DOCKER_HUB, registry] if hub else [registry]) if n in helpers), None)
+    helper = helpers[named] if named is not None else config.get("credsStore")
+    if isinstance(helper, str) and helper:
+        found = _from_helper(helper, named or (DOCKER_HUB if hub else registry))
+        if found is not None:
+            return found
+    auths = _table(config, "auths")
+    for name in [registry, f"https://{registry}", f"http://{registry}", *([DOCKER_HUB] if hub else [])]:
         entry = auths.get(name)
         if not isinstance(entry, dict):
             continue
         if entry.get("auth"):
-            user, _, password = base64.b64decode(str(entry["auth"])).decode().partition(":")
+            try:
+                user, _, password = base64.b64decode(str(entry["auth"])).decode().partition(":")
+            except ValueError:  # not base64, or not text
+                log.info("Docker's config.json: the auth of %s is not base64 user:password; skipped", name)
+                continue
             return _secret(Credentials(user, password))
         if entry.get("username") and entry.get("password"):
             return _secret(Credentials(str(entry["username"]), str(entry["password"])))
+        if entry.get("identitytoken"):
+            return _secret(Credentials(IDENTITY_TOKEN, str(entry["identitytoken"])))
     return None
+
+
+def _table(config: dict[str, Any], key: str) -> dict[str, Any]:
+    value = config.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _from_helper(helper: str, server: str) -> Credentials | None:
+    """``docker-credential-<helper> get``, ``server`` on standard input, ``{"Username",
+    "Secret"}`` on standard output (the helper protocol). None, with a -v note, when the helper
+    is missing, fails (as it does for a registry it has nothing for) or answers otherwise."""
+    name = f"docker-credential-{helper}"
+    program = shutil.which(name)
+    if program is None:
+        log.info("Docker's config.json names the credential helper %s, which is not on PATH", name)
+        return None
+    try:
+        proc = subprocess.run([program, "get"], input=server.encode(), capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.info("%s could not run: %s", name, exc)
+        return None
+    try:
+        answer = json.loads(proc.stdout) if proc.returncode == 0 else None
+        user, secret = (str(answer["Username"]), str(answer["Secret"])) if isinstance(answer, dict) else ("", "")
+    except (ValueError, KeyError):
+        user, secret = "", ""
+    SECRETS.add(secret)  # before anything about this answer is printed
+    if not secret:
+        # What a failing helper says ("credentials not found in native keychain"), unless it
+        # looks like an answer, which may hold a secret never registered.
+        said = (proc.stdout or proc.stderr).decode(errors="replace").strip().splitlines()
+        reason = f": {said[0][:200]}" if said and proc.returncode != 0 and not said[0].startswith("{") else ""
+        log.info("%s gave no credentials for %s (exit %d%s)", name, server, proc.returncode, reason)
+        return None
+    return _secret(Credentials(user, secret))
 
 
 def _secret(credentials: Credentials) -> Credentials:
@@ -150,7 +219,9 @@ class Registry:
         """Answer a 401's challenge; False when there is nothing more to try."""
         scheme, params = parse_challenge(response.headers.get("WWW-Authenticate", ""))
         if scheme == "basic":
-            if self.credentials is None or self._tokens.get(scope, "").startswith("Basic "):
+            if self.credentials is None or self.credentials.identity_token:
+                return False  # an identity token is for a token service only
+            if self._tokens.get(scope, "").startswith("Basic "):
                 return False
             raw = f"{self.credentials.username}:{self.credentials.password}".encode()
             self._tokens[scope] = "Basic " + base64.b64encode(raw).decode()
@@ -164,9 +235,8 @@ class Registry:
         query: list[tuple[str, str | int | float | bool | None]] = [("scope", s) for s in scopes]
         if params.get("service"):
             query.insert(0, ("service", params["service"]))
-        auth = (self.credentials.username, self.credentials.password) if self.credentials else None
         try:
-            reply = self.client.get(params["realm"], params=query, auth=auth)
+            reply = self._token_request(params, query, scopes)
         except httpx.TransportError as exc:
             raise RegistryError(f"cannot reach the token service of {self.host}: {exc}") from None
         if reply.status_code != 200:
@@ -180,6 +250,28 @@ class Registry:
             return False  # the same token again: it does not allow this
         self._tokens[scope] = f"Bearer {token}"
         return True
+
+    def _token_request(
+        self, params: dict[str, str], query: list[tuple[str, str | int | float | bool | None]], scopes: list[str]
+    ) -> httpx.Response:
+        """GET with Basic credentials, or, for an identity token, an OAuth2 POST
+        (``grant_type=refresh_token``) as docker sends it; a token service without OAuth2 (404,
+        405) is then asked anonymously, as docker does."""
+        credentials = self.credentials
+        if credentials is not None and credentials.identity_token:
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": credentials.password,
+                "client_id": "pixi-pack-ci",
+                "scope": " ".join(scopes),
+                **({"service": params["service"]} if params.get("service") else {}),
+            }
+            reply = self.client.post(params["realm"], data=form)
+            if reply.status_code not in (404, 405):
+                return reply
+            credentials = None
+        auth = (credentials.username, credentials.password) if credentials is not None else None
+        return self.client.get(params["realm"], params=query, auth=auth)
 
     def request(
         self,
