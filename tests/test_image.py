@@ -755,23 +755,6 @@ def test_push_retries_resets_and_5xx_and_fails_cleanly(image_channel: ImageChann
             proxy.stop()
 
 
-def test_demo_builds_an_image(tmp_path: Path) -> None:
-    """examples/demo/run.sh's image step, on a copy of the demo: a layout skopeo reads."""
-    need("skopeo")
-    demo = Path(__file__).resolve().parent.parent / "examples" / "demo"
-    step = next(line for line in (demo / "run.sh").read_text().splitlines() if '" image "' in line)
-    assert "--base scratch" in step and "-p linux-64" in step
-    copy = tmp_path / "demo"
-    copy.mkdir()
-    for name in ("pixi.toml", "pixi.lock", "channel"):
-        (shutil.copytree if (demo / name).is_dir() else shutil.copy)(demo / name, copy / name)
-    out = tmp_path / "image"
-    proc = run_cli("image", copy, "-p", "linux-64", "--base", "scratch", "--output", f"oci-layout:{out}", check=True)
-    digest = proc.stdout.decode().strip().rsplit("@", 1)[1]
-    inspected = subprocess.run(["skopeo", "inspect", f"oci:{out}:latest"], capture_output=True, text=True, check=True)
-    assert json.loads(inspected.stdout)["Digest"] == digest
-
-
 def test_a_newer_package_leaves_the_other_layers_alone(image_channel: ImageChannel, tmp_path: Path) -> None:
     """Each package layer carries its own package's time, not the image's: adding a package built
     later than all others (the image's time moves) changes no other package's layer."""
