@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -281,14 +280,9 @@ class GitLabTokenServer(TokenServer):
     split on whitespace (``scopes.flat_map(&:split)``), so one holding the space-delimited scopes
     of a cross-repository mount's challenge counts as several."""
 
-    def token(self, path: str, authorization: str | None) -> str:
-        url = urllib.parse.urlsplit(path)
-        query = [
-            (key, part)
-            for key, value in urllib.parse.parse_qsl(url.query)
-            for part in (value.split() if key == "scope" else [value])
-        ]
-        return super().token(url._replace(query=urllib.parse.urlencode(query)).geturl(), authorization)
+    def token(self, query: dict[str, list[str]], good: bool) -> str:
+        scopes = [part for value in query.get("scope", []) for part in value.split()]
+        return super().token({**query, "scope": scopes}, good)
 
 
 def image_project(tmp_path: Path, channel: DemoChannel) -> tuple[Project, set[str]]:
