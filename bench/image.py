@@ -290,7 +290,7 @@ def write_report(
         "",
         "Requests the registry logged for the last rebuild and push ("
         + ", ".join(f"{what} x{n}" for what, n in sorted(made.items())) + "): one HEAD per blob, "
-        "no upload (the bench checks both), then the manifests.",
+        "no upload (the bench checks both), then the manifest by its tag.",
         "",
         "The same rebuild in the first table's rounds (no push): "
         + ", ".join(f"{m['image_cached']:.2f} s ({total // MiB} MiB)" for _, total, m in rows) + ".",
