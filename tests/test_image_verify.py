@@ -6,17 +6,19 @@ wrong key and an image with no bundle are refused in one line."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
+import tarfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from harness import assert_clean_error, run_cli
-from image_support import docker_registry, image_specs, need
+from image_support import ImageChannel, docker_registry, image_json, image_specs, need
 from signing import Sigstore, github_env
 from support import ChannelServer, build_channel
-from test_image import ImageChannel, image_json
 
 pytestmark = pytest.mark.posix
 
@@ -91,3 +93,75 @@ def test_verify_a_keyless_image_as_gh_does(channel: ImageChannel, tmp_path: Path
         empty = tmp_path / "empty_root.json"
         empty.write_text('{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}')
         assert_clean_error(verify(f"oci://{ref}:v1", "--repo", "acme/pixi-app", "--trusted-root", empty))
+
+
+def test_verify_checks_the_image_bytes_and_passes_over_bad_referrers(channel: ImageChannel, tmp_path: Path) -> None:
+    """A signature covers a digest, so verify hashes what the digest stands for: a changed layer
+    in a layout, or an archive whose manifest.json (what docker load reads) names another image,
+    is refused. In a registry, referrers that are not ours (about another image, or served with
+    other bytes than their digest) are passed over, and ours still verifies."""
+    need("docker-registry")
+    from image_support import FaultyProxy
+
+    run_cli("keygen", "--output-prefix", tmp_path / "site", "--no-passphrase", check=True)
+    key = tmp_path / "site.pub"
+    project = channel.project(tmp_path / "p", "greeter", "libdata=1.0")
+    layout, archive = tmp_path / "img", tmp_path / "img.tar"
+    with docker_registry(tmp_path / "registry") as registry:
+        ref = f"{registry.host}/acme/app"
+        signed = image_json(project, "--base", "scratch", "--push", f"{ref}:v1", "--output", f"oci-layout:{layout}",
+                            "--output", f"oci-archive:{archive}", "--sign-key", tmp_path / "site.key")  # fmt: skip
+        digest = signed["digest"]
+        # Another image's signed referrer, listed under our image's fallback tag as well.
+        other = image_json(project, "--base", "scratch", "--label", "x=y", "--push", f"{ref}:v2",
+                           "--sign-key", tmp_path / "site.key")  # fmt: skip
+        ours_tag = f"http://{registry.host}/v2/acme/app/manifests/{digest.replace(':', '-')}"
+        theirs_tag = f"http://{registry.host}/v2/acme/app/manifests/{other['digest'].replace(':', '-')}"
+        accept = {"Accept": "application/vnd.oci.image.index.v1+json"}
+        with urllib.request.urlopen(urllib.request.Request(ours_tag, headers=accept)) as response:
+            ours = json.loads(response.read())
+        with urllib.request.urlopen(urllib.request.Request(theirs_tag, headers=accept)) as response:
+            theirs = json.loads(response.read())
+        ours["manifests"] = theirs["manifests"] + ours["manifests"]
+        index_type = {"Content-Type": "application/vnd.oci.image.index.v1+json"}
+        request = urllib.request.Request(ours_tag, data=json.dumps(ours).encode(), method="PUT", headers=index_type)
+        urllib.request.urlopen(request).close()
+        proc = verify(f"oci://{ref}:v1", "--key", key, "-v")
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert "it is about another image" in proc.stderr.decode()
+        # Our bundle's blob served as other bytes (a proxy asks the registry for another blob).
+        (bundle_layer,) = [m for m in ours["manifests"] if m not in theirs["manifests"]]
+        referrer_url = f"http://{registry.host}/v2/acme/app/manifests/{bundle_layer['digest']}"
+        oci_manifest = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+        with urllib.request.urlopen(urllib.request.Request(referrer_url, headers=oci_manifest)) as response:
+            bundle_blob = json.loads(response.read())["layers"][0]["digest"]
+        proxy = FaultyProxy(registry.host)
+        try:
+            proxy.rewrites = {f"/blobs/{bundle_blob}": f"/blobs/{signed['images'][0]['config_digest']}"}
+            refused(verify(f"oci://{proxy.host}/acme/app:v1", "--key", key), "has no Sigstore bundle attached")
+            noted = verify(f"oci://{proxy.host}/acme/app:v1", "--key", key, "-v").stderr.decode()
+            assert "with another digest" in noted and "Traceback" not in noted
+        finally:
+            proxy.stop()
+
+    # A layout with one layer changed.
+    assert verify(f"oci-layout:{layout}", "--key", key).returncode == 0
+    layer = layout / "blobs" / "sha256" / signed["images"][0]["layers"][0]["digest"].split(":")[1]
+    layer.write_bytes(layer.read_bytes() + b"\0")
+    refused(verify(f"oci-layout:{layout}", "--key", key), "the image was changed")
+    # An archive whose manifest.json sends docker load to another config.
+    changed = tmp_path / "changed.tar"
+    with tarfile.open(archive) as source, tarfile.open(changed, "w") as target:
+        for member in source.getmembers():
+            data = source.extractfile(member) if member.isfile() else None
+            if member.name == "manifest.json" and data is not None:
+                docker = json.loads(data.read())
+                docker[0]["Config"] = "blobs/sha256/" + "0" * 64
+                raw = json.dumps(docker).encode()
+                member.size = len(raw)
+                target.addfile(member, io.BytesIO(raw))
+            else:
+                target.addfile(member, data)
+    (tmp_path / "changed.tar.sigstore.json").write_bytes((tmp_path / "img.tar.sigstore.json").read_bytes())
+    assert verify(f"oci-archive:{archive}", "--key", key).returncode == 0
+    refused(verify(f"oci-archive:{changed}", "--key", key), "manifest.json names an image other than")

@@ -77,6 +77,22 @@ def _check(data: bytes, digest: str, where: str) -> bytes:
     return data
 
 
+def tagged_entry(index: object, tag: str | None, where: str) -> dict[str, Any]:
+    """The one entry of a layout's ``index.json`` with ``tag`` (its ``ref.name``), or the only one."""
+    manifests = index.get("manifests") if isinstance(index, dict) else None
+    entries = [
+        m
+        for m in (manifests if isinstance(manifests, list) else [])
+        if isinstance(m, dict)
+        and isinstance(m.get("digest"), str)
+        and (tag is None or (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") == tag)
+    ]
+    if len(entries) != 1:
+        found = "no image" if not entries else "several images"
+        raise ImageError(f"{where}: {found} {'tagged ' + tag if tag else 'in index.json; name a :TAG'}")
+    return dict(entries[0])
+
+
 def layout_base(ref: LayoutRef, platform: dict[str, str], store: BlobStore) -> BaseImage:
     """A base from an OCI layout folder (its blobs are copied into ``store``)."""
     where = f"oci-layout:{ref.path}" + (f":{ref.tag}" if ref.tag else "")
@@ -93,15 +109,7 @@ def layout_base(ref: LayoutRef, platform: dict[str, str], store: BlobStore) -> B
         index = json.loads((ref.path / "index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise ImageError(f"base {where} is not an OCI layout (no readable index.json)") from None
-    entries = [
-        m
-        for m in index.get("manifests") or []
-        if ref.tag is None or (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") == ref.tag
-    ]
-    if len(entries) != 1:
-        found = "no image" if not entries else "several images"
-        raise ImageError(f"base {where}: {found} {'tagged ' + ref.tag if ref.tag else 'in index.json; name a :TAG'}")
-    entry = entries[0]
+    entry = tagged_entry(index, ref.tag, f"base {where}")
     while entry.get("mediaType") in (INDEX, DOCKER_LIST):
         entry = _pick(json.loads(read(entry["digest"])), platform, where)
     manifest = json.loads(read(entry["digest"]))

@@ -45,7 +45,7 @@ def image_platforms(names: Iterable[str]) -> list[str]:
 
 def is_image_target(text: str) -> bool:
     """Whether ``text`` names an image for ``verify``: ``oci://REGISTRY/REPO[:TAG|@DIGEST]`` (as
-    ``gh attestation verify`` does) or an output of the ``image`` command."""
+    verifiers name a pushed image) or an output of the ``image`` command."""
     return text.startswith(("oci://", "oci-layout:", "oci-archive:"))
 
 

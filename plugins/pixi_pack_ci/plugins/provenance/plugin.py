@@ -33,7 +33,7 @@ from .images import sign_image
 from .keyed import PASSPHRASE_ENV, generate_key_pair
 from .model import SLSA_PROVENANCE_V1, Attestation, BuildDescription
 from .statement import local_build_description, lockfile_dependency, pack_inputs, package_dependencies
-from .verification import BundleCheck, IdentityRequirements, read_bundle, verify_image, verify_pack
+from .verification import BundleCheck, IdentityRequirements, verify_image, verify_pack
 
 _VERIFY_FLAGS = ("repo", "owner", "signer_workflow", "cert_identity", "cert_oidc_issuer", "source_ref")
 
@@ -190,6 +190,9 @@ class ProvenancePlugin:
         _add_identity_flags(verify)
         _add_generator_flags(verify)
         verify.add_argument("--json", action="store_true", help="print what was verified as JSON")
+        verify.add_argument(
+            "-v", "--verbose", action="count", default=0, help="more output: why an image's referrer was passed over"
+        )
         verify.set_defaults(handler=self._cmd_verify)
 
         keygen = subparsers.add_parser("keygen", help="write an ECDSA P-256 key pair for offline signing")
@@ -362,11 +365,15 @@ class ProvenancePlugin:
             result = verify_image(target, args.bundle, check)
         else:
             pack = Path(target)
-            if not pack.is_file():
-                raise ProvenanceError(f"pack {pack} does not exist or is not a file")
-            bundle = args.bundle or bundle_path_for(pack)
-            text, data = read_bundle(bundle)
-            result = check.verify(pack, pack.name, file_sha256(pack), bundle, bundle.name, text, data)
+            result = verify_pack(
+                pack,
+                args.bundle or bundle_path_for(pack),
+                requirements=check.requirements,
+                key=check.key,
+                trusted_root=check.trusted_root,
+                offline=check.offline,
+                predicate_type=check.predicate_type,
+            )
         if args.json:
             print(json.dumps(result.to_json(), indent=2))
         else:

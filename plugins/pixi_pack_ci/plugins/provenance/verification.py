@@ -314,21 +314,24 @@ def verify_image(target: str, bundle_path: Path | None, check: BundleCheck) -> V
     referrers, or the file written beside the output): it passes when one of them does."""
     from pixi_pack_ci.core import read_image_bundles
 
-    found = read_image_bundles(target, BUNDLE_V03_MEDIA_TYPE)
+    found = read_image_bundles(target, BUNDLE_V03_MEDIA_TYPE, attached=bundle_path is None)
     sha256 = found.digest.split(":", 1)[1]
     if bundle_path is not None:
         bundles: tuple[tuple[Path | str, str], ...] = ((bundle_path, read_bundle(bundle_path)[0]),)
     else:
         bundles = found.bundles
     if not bundles:
-        raise VerificationError(f"{target} ({found.digest}) has no Sigstore bundle attached: pass --bundle")
+        raise VerificationError(
+            f"{target} ({found.digest}) has no Sigstore bundle attached that could be read (-v says why of any "
+            "passed over): pass --bundle"
+        )
     failures = []
     for where, text in bundles:
         name = where.name if isinstance(where, Path) else str(where)
         try:
             _, data = parse_bundle(text, where)
             return check.verify(target, target, sha256, where, name, text, data)
-        except VerificationError as exc:
+        except ProvenanceError as exc:  # VerificationError too: the next bundle may be the one
             failures.append(str(exc))
     if len(failures) == 1:
         raise VerificationError(failures[0])
