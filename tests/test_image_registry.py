@@ -308,7 +308,15 @@ def test_docker_credential_helpers_in_docker_s_order(image_channel: ImageChannel
             assert tokens.forms and all(f["grant_type"] == ["refresh_token"] for f in tokens.forms)
             assert {f["refresh_token"][0] for f in tokens.forms} == {"refresh-tok-4711"}
             assert "refresh-tok-4711" not in (fifth.stdout + fifth.stderr).decode()
+            # An auths entry as `az acr login` writes it: an identity token beside an `auth` with an
+            # empty password; the identity token is what docker uses, and so is it here.
+            acr = {"auth": base64.b64encode(b"00000000-0000-0000-0000-000000000000:").decode(),
+                   "identitytoken": "refresh-tok-4711"}  # fmt: skip
+            forms = len(tokens.forms)
+            sixth = push({"auths": {host: acr}}, "v6")
+            assert sixth.returncode == 0, sixth.stderr.decode()
+            assert len(tokens.forms) > forms and tokens.forms[-1]["refresh_token"] == ["refresh-tok-4711"]
             tags = skopeo("list-tags", "--tls-verify=false", f"docker://{ref}", creds=True)
-            assert sorted(json.loads(tags.stdout)["Tags"]) == ["v1", "v2", "v3", "v5"], tags.stderr
+            assert sorted(json.loads(tags.stdout)["Tags"]) == ["v1", "v2", "v3", "v5", "v6"], tags.stderr
     finally:
         tokens.stop()

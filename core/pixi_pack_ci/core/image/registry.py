@@ -115,6 +115,10 @@ def docker_credentials(registry: str) -> Credentials | None:
         entry = auths.get(name)
         if not isinstance(entry, dict):
             continue
+        # Before ``auth``: ``az acr login`` writes both, ``auth`` with an empty password, and docker
+        # takes the identity token when there is one.
+        if entry.get("identitytoken"):
+            return _secret(Credentials(IDENTITY_TOKEN, str(entry["identitytoken"])))
         if entry.get("auth"):
             try:
                 user, _, password = base64.b64decode(str(entry["auth"])).decode().partition(":")
@@ -124,8 +128,6 @@ def docker_credentials(registry: str) -> Credentials | None:
             return _secret(Credentials(user, password))
         if entry.get("username") and entry.get("password"):
             return _secret(Credentials(str(entry["username"]), str(entry["password"])))
-        if entry.get("identitytoken"):
-            return _secret(Credentials(IDENTITY_TOKEN, str(entry["identitytoken"])))
     return None
 
 
@@ -241,8 +243,11 @@ class Registry:
             raise RegistryError(f"cannot reach the token service of {self.host}: {exc}") from None
         if reply.status_code != 200:
             raise RegistryError(f"the token service of {self.host} refused: {_explain(reply)}")
-        body = reply.json()
-        token = body.get("token") or body.get("access_token")
+        try:
+            body = reply.json()
+        except ValueError:
+            body = None
+        token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
         if not token:
             raise RegistryError(f"the token service of {self.host} gave no token")
         SECRETS.add(str(token))
