@@ -83,3 +83,16 @@ def test_windows_targets_and_their_script_launchers() -> None:
     assert [wheel_script_kind(p) for p in ("win-64", "win-arm64", "win-32", "linux-aarch64")] == [
         "win-amd64", "win-arm64", "win-ia32", "posix",
     ]  # fmt: skip
+
+
+def test_per_package_layers_are_refused_past_the_room_even_when_one_layer_is_left() -> None:
+    """--layers per-package never merges quietly: with room for one layer and one package (which
+    needs its own plus the top one), it is refused; auto and single fit into the one layer."""
+    from pixi_pack_ci.core.image.errors import ImageUsageError
+    from pixi_pack_ci.core.image.layers import Unit, group
+
+    units = [Unit("python", ["bin/python"], 10)]
+    with pytest.raises(ImageUsageError, match="per-package needs 2 layers, more than the 1 left"):
+        group(units, "per-package", 1, "the 1 left beside a base of 99")
+    assert group(units, "auto", 1) == [units] and group(units, "single", 1) == [units]
+    assert group(units, "per-package", 2) == [[units[0]]]

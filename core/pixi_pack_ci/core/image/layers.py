@@ -169,7 +169,7 @@ def walk(root: Path) -> dict[str, int]:
 def group(units: list[Unit], strategy: str, max_layers: int, limit: str = "") -> list[list[Unit]]:
     """The environment's layers before the top one (which ``single`` folds into its only layer),
     ``max_layers`` at most; ``limit`` says where that number comes from, for the refusal."""
-    if strategy == "single" or max_layers < 2:
+    if strategy == "single" or (strategy != "per-package" and max_layers < 2):
         return [units]
     if strategy == "per-package":
         if len(units) + 1 > max_layers:
