@@ -23,9 +23,11 @@ import rattler
 from harness import Project, assert_clean_error, run_cli
 from image_support import (
     FaultyProxy,
+    ImageChannel,
     TokenServer,
     busybox_base,
     docker_registry,
+    image_json,
     image_specs,
     need,
     podman_store,
@@ -35,31 +37,6 @@ from signing import Sigstore, github_env
 from support import ChannelServer, add_pypi_hashes, build_channel, build_wheel, channel_records, write_lockfile
 
 pytestmark = pytest.mark.posix
-
-
-class ImageChannel:
-    def __init__(self, path: Path, server: ChannelServer) -> None:
-        self.path, self.server = path, server
-        self.records = channel_records(path, server.url)
-
-    def pick(self, *wanted: str, subdir: str = "linux-64") -> list[rattler.RepoDataRecord]:
-        """Records by ``name`` or ``name=version`` (from ``subdir`` and noarch)."""
-        out = []
-        for want in wanted:
-            name, _, version = want.partition("=")
-            out += [
-                r
-                for r in self.records[subdir] + self.records.get("noarch", [])
-                if r.name.normalized == name and (not version or str(r.version) == version)
-            ]
-        return out
-
-    def project(self, folder: Path, *wanted: str, platforms: tuple[str, ...] = ("linux-64",)) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "pixi.toml").write_text('[workspace]\nname = "img"\nchannels = []\nplatforms = []\n')
-        envs = {"default": {p: self.pick(*wanted, subdir="linux-64") for p in platforms}}
-        write_lockfile(folder / "pixi.lock", envs, self.server.url)
-        return folder
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +61,6 @@ def install_plugin(site: Path, module: str, source: str) -> str:
     (info / "entry_points.txt").write_text(f"[pixi_pack_ci]\n{module} = {module}\n")
     (site / f"{module}.py").write_text(source)
     return os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
-
-
-def image_json(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> dict[str, Any]:
-    proc = run_cli("image", *args, "--json", "-q", env=env, cwd=cwd, check=True)
-    result: dict[str, Any] = json.loads(proc.stdout)
-    return result
 
 
 def layer_names(layout: Path, digest: str) -> list[str]:
@@ -441,6 +412,7 @@ def test_several_platforms_give_an_index(image_channel: ImageChannel, tmp_path: 
     ("args", "needle"),
     [
         (("-p", "win-64", "--base", "scratch"), "images are Linux only"),
+        (("-p", "osx-arm64", "--base", "scratch"), "images are Linux only"),
         (("--base", "ubuntu:24.04"), "name the registry"),
         (("--base", "scratch", "--push", "127.0.0.1:1/Bad Name"), "invalid repository name"),
         ((), "name a base"),
@@ -572,10 +544,19 @@ def test_push_with_token_auth(image_channel: ImageChannel, tmp_path: Path) -> No
             by_plugin = image_json(project, "--base", "scratch", "--label", "p=1", "--push", f"{ref}:v4",
                                    env={"PYTHONPATH": site, "DOCKER_CONFIG": str(tmp_path / "none")})  # fmt: skip
             assert by_plugin["pushed"][0]["blobs"]["uploaded"] == 1  # the new config
+            # --push twice: both repositories get the image, and a line each.
             flags = run_cli("image", project, "--base", "scratch", "--label", "f=1", "--push", f"{ref}:v5",
-                            "--registry-username", "ci-user", "--registry-password-stdin", input=b"s3cret-pass\n",
+                            "--push", f"{registry.host}/acme/mirror:v1", "--registry-username", "ci-user",
+                            "--registry-password-stdin", input=b"s3cret-pass\n",
                             env={"DOCKER_CONFIG": str(tmp_path / "none")}, check=True)  # fmt: skip
-            assert flags.stdout.decode().startswith(f"{ref}@sha256:")
+            lines = flags.stdout.decode().splitlines()
+            digest = lines[0].rsplit("@", 1)[1]
+            assert lines == [f"{ref}@{digest}", f"{registry.host}/acme/mirror@{digest}"], lines
+            mirror = subprocess.run(
+                ["skopeo", "inspect", "--tls-verify=false", "--creds", "ci-user:s3cret-pass",
+                 f"docker://{registry.host}/acme/mirror:v1"], capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            assert json.loads(mirror.stdout)["Digest"] == digest
             wrong = {"PIXI_PACK_CI_REGISTRY_USERNAME": "ci-user", "PIXI_PACK_CI_REGISTRY_PASSWORD": "wrong-pass"}
             refused = run_cli("image", project, "--base", "scratch", "--push", f"{ref}:v3", "--cmd", "x", env=wrong)
             line = assert_clean_error(refused)

@@ -22,10 +22,9 @@ from typing import Any
 
 import pytest
 from harness import assert_clean_error, run_cli
-from image_support import ImageChannel, busybox_base, image_specs, need, run_image
+from image_support import ImageChannel, busybox_base, image_json, image_specs, need, run_image
 from rattler_build import FileEntry, assemble_package
 from support import ChannelServer, PackageSpec, basic_auth, build_channel, channel_records, write_lockfile
-from test_image import image_json
 
 pytestmark = pytest.mark.posix
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import rattler
@@ -69,6 +70,15 @@ class ImageChannel:
         envs = {"default": {p: self.pick(*wanted, subdir="linux-64") for p in platforms}}
         write_lockfile(folder / "pixi.lock", envs, self.server.url)
         return folder
+
+
+def image_json(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> dict[str, Any]:
+    """``pixi-pack-ci image ARGS --json -q``, which must succeed: its JSON."""
+    from harness import run_cli
+
+    proc = run_cli("image", *args, "--json", "-q", env=env, cwd=cwd, check=True)
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
 
 
 def need(*tools: str) -> None:
