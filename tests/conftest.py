@@ -17,6 +17,7 @@ from harness import (
     demo_specs,
     make_project,
 )
+from image_support import ImageChannel, busybox_base, image_specs
 from signing import Sigstore
 from sigstore_double import FakeSigstore
 from support import (
@@ -85,6 +86,22 @@ def channel(demo_channel: DemoChannel) -> DemoChannel:
 @pytest.fixture
 def project(tmp_path: Path, channel: DemoChannel) -> Project:
     return make_project(tmp_path / "project", channel)
+
+
+@pytest.fixture(scope="session")
+def image_channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageChannel]:
+    """The image tests' packages (``image_specs``), served, for projects locked to some of them."""
+    base = tmp_path_factory.mktemp("image-channel")
+    build_channel(base / "channel", image_specs(), base / "work")
+    server = ChannelServer(base / "channel").start()
+    yield ImageChannel(base / "channel", server)
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def base_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A busybox base image as an OCI layout, made by umoci (skips without umoci or busybox)."""
+    return busybox_base(tmp_path_factory.mktemp("base"))
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import tarfile
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,32 +24,16 @@ from image_support import (
     FaultyProxy,
     ImageChannel,
     TokenServer,
-    busybox_base,
     docker_registry,
     image_json,
-    image_specs,
     need,
     podman_store,
     run_image,
 )
 from signing import Sigstore, github_env
-from support import ChannelServer, add_pypi_hashes, build_channel, build_wheel, channel_records, write_lockfile
+from support import add_pypi_hashes, build_wheel, channel_records, write_lockfile
 
 pytestmark = pytest.mark.posix
-
-
-@pytest.fixture(scope="module")
-def image_channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageChannel]:
-    base = tmp_path_factory.mktemp("image-channel")
-    build_channel(base / "channel", image_specs(), base / "work")
-    server = ChannelServer(base / "channel").start()
-    yield ImageChannel(base / "channel", server)
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def base_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return busybox_base(tmp_path_factory.mktemp("base"))
 
 
 def install_plugin(site: Path, module: str, source: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from harness import assert_clean_error, run_cli
-from image_support import ImageChannel, busybox_base, image_json, image_specs, need, run_image
+from image_support import ImageChannel, image_json, image_specs, need, run_image
 from rattler_build import FileEntry, assemble_package
 from support import ChannelServer, PackageSpec, basic_auth, build_channel, channel_records, write_lockfile
 
@@ -83,11 +83,6 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageChannel]:
     server = ChannelServer(base / "channel").start()
     yield ImageChannel(base / "channel", server)
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def base_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return busybox_base(tmp_path_factory.mktemp("base"))
 
 
 def blob(layout: Path, digest: str) -> bytes:

@@ -9,33 +9,17 @@ import base64
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from harness import assert_clean_error, run_cli
-from image_support import FaultyProxy, ImageChannel, TokenServer, busybox_base, docker_registry, image_specs, need
-from support import ChannelServer, build_channel
+from image_support import FaultyProxy, ImageChannel, TokenServer, docker_registry, need
 
 pytestmark = pytest.mark.posix
 
 USER, PASSWORD = "ci-user", "s3cret-pass"
 CREDS_ENV = {"PIXI_PACK_CI_REGISTRY_USERNAME": USER, "PIXI_PACK_CI_REGISTRY_PASSWORD": PASSWORD}
-
-
-@pytest.fixture(scope="module")
-def image_channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageChannel]:
-    base = tmp_path_factory.mktemp("image-channel")
-    build_channel(base / "channel", image_specs(), base / "work")
-    server = ChannelServer(base / "channel").start()
-    yield ImageChannel(base / "channel", server)
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def base_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return busybox_base(tmp_path_factory.mktemp("base"))
 
 
 def image_json(*args: str | Path, env: dict[str, str] | None = None) -> dict[str, Any]:

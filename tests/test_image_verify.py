@@ -11,25 +11,15 @@ import json
 import subprocess
 import tarfile
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import assert_clean_error, run_cli
-from image_support import ImageChannel, docker_registry, image_json, image_specs, need
+from image_support import ImageChannel, docker_registry, image_json, need
 from signing import Sigstore, github_env
-from support import ChannelServer, build_channel
 
 pytestmark = pytest.mark.posix
-
-
-@pytest.fixture(scope="module")
-def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageChannel]:
-    base = tmp_path_factory.mktemp("verify-channel")
-    build_channel(base / "channel", image_specs(), base / "work")
-    server = ChannelServer(base / "channel").start()
-    yield ImageChannel(base / "channel", server)
-    server.stop()
 
 
 def verify(*args: str | Path) -> subprocess.CompletedProcess[bytes]:
@@ -41,18 +31,24 @@ def refused(proc: subprocess.CompletedProcess[bytes], why: str) -> None:
     assert why in line, line
 
 
-def test_verify_an_image_in_a_registry_and_its_outputs(channel: ImageChannel, tmp_path: Path) -> None:
+def sign_and_push(project: Path, tmp_path: Path, ref: str) -> dict[str, Any]:
+    """``project``'s image signed with ``tmp_path/site.key`` (made here), pushed to ``ref:v1`` and
+    written to ``tmp_path/img`` (layout) and ``tmp_path/img.tar`` (archive): its ``--json``."""
+    run_cli("keygen", "--output-prefix", tmp_path / "site", "--no-passphrase", check=True)
+    outputs = ("--output", f"oci-layout:{tmp_path / 'img'}", "--output", f"oci-archive:{tmp_path / 'img.tar'}")
+    key = ("--sign-key", tmp_path / "site.key")
+    return image_json(project, "--base", "scratch", "--push", f"{ref}:v1", *outputs, *key)
+
+
+def test_verify_an_image_in_a_registry_and_its_outputs(image_channel: ImageChannel, tmp_path: Path) -> None:
     need("docker-registry")
-    for name in ("site", "other"):
-        run_cli("keygen", "--output-prefix", tmp_path / name, "--no-passphrase", check=True)
+    run_cli("keygen", "--output-prefix", tmp_path / "other", "--no-passphrase", check=True)
     key, other_key = tmp_path / "site.pub", tmp_path / "other.pub"
-    project = channel.project(tmp_path / "p", "greeter", "libdata=1.0")
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0")
     layout, archive = tmp_path / "img", tmp_path / "img.tar"
     with docker_registry(tmp_path / "registry") as registry:
         ref = f"{registry.host}/acme/app"
-        signed = image_json(project, "--base", "scratch", "--push", f"{ref}:v1", "--output", f"oci-layout:{layout}",
-                            "--output", f"oci-archive:{archive}", "--sign-key", tmp_path / "site.key")  # fmt: skip
-        digest = signed["digest"]
+        digest = sign_and_push(project, tmp_path, ref)["digest"]
         for target in (f"oci://{ref}:v1", f"oci://{ref}@{digest}", f"oci-layout:{layout}", f"oci-archive:{archive}"):
             proc = verify(target, "--key", key, "--json")
             assert proc.returncode == 0, (target, proc.stderr.decode())
@@ -75,11 +71,11 @@ def test_verify_an_image_in_a_registry_and_its_outputs(channel: ImageChannel, tm
     refused(verify(f"oci-layout:{tmp_path / 'missing'}", "--key", key), "is not an OCI layout")
 
 
-def test_verify_a_keyless_image_as_gh_does(channel: ImageChannel, tmp_path: Path, sigstore: Sigstore) -> None:
+def test_verify_a_keyless_image_as_gh_does(image_channel: ImageChannel, tmp_path: Path, sigstore: Sigstore) -> None:
     """--attest in a GitHub job (the loopback Sigstore): ``verify oci://… --repo`` accepts the
     repository that signed, refuses another, and refuses without the loopback trusted root."""
     need("docker-registry")
-    project = channel.project(tmp_path / "p", "other")
+    project = image_channel.project(tmp_path / "p", "other")
     with docker_registry(tmp_path / "registry") as registry:
         ref = f"{registry.host}/acme/app"
         image_json(project, "--base", "scratch", "--push", f"{ref}:v1", "--attest",
@@ -95,7 +91,9 @@ def test_verify_a_keyless_image_as_gh_does(channel: ImageChannel, tmp_path: Path
         assert_clean_error(verify(f"oci://{ref}:v1", "--repo", "acme/pixi-app", "--trusted-root", empty))
 
 
-def test_verify_checks_the_image_bytes_and_passes_over_bad_referrers(channel: ImageChannel, tmp_path: Path) -> None:
+def test_verify_checks_the_image_bytes_and_passes_over_bad_referrers(
+    image_channel: ImageChannel, tmp_path: Path
+) -> None:
     """A signature covers a digest, so verify hashes what the digest stands for: a changed layer
     in a layout, or an archive whose manifest.json (what docker load reads) names another image,
     is refused. In a registry, referrers that are not ours (about another image, or served with
@@ -103,14 +101,12 @@ def test_verify_checks_the_image_bytes_and_passes_over_bad_referrers(channel: Im
     need("docker-registry")
     from image_support import FaultyProxy
 
-    run_cli("keygen", "--output-prefix", tmp_path / "site", "--no-passphrase", check=True)
     key = tmp_path / "site.pub"
-    project = channel.project(tmp_path / "p", "greeter", "libdata=1.0")
+    project = image_channel.project(tmp_path / "p", "greeter", "libdata=1.0")
     layout, archive = tmp_path / "img", tmp_path / "img.tar"
     with docker_registry(tmp_path / "registry") as registry:
         ref = f"{registry.host}/acme/app"
-        signed = image_json(project, "--base", "scratch", "--push", f"{ref}:v1", "--output", f"oci-layout:{layout}",
-                            "--output", f"oci-archive:{archive}", "--sign-key", tmp_path / "site.key")  # fmt: skip
+        signed = sign_and_push(project, tmp_path, ref)
         digest = signed["digest"]
         # Another image's signed referrer, listed under our image's fallback tag as well.
         other = image_json(project, "--base", "scratch", "--label", "x=y", "--push", f"{ref}:v2",
