@@ -298,7 +298,7 @@ def test_credentials_are_masked_and_never_printed(project: Project, tmp_path: Pa
     assert step.proc.returncode == 0, step.stderr
     everything = step.proc.stdout + step.stderr + step.summary + json.dumps(step.outputs)
     for secret in (SECRET, AUTH_SECRET):
-        assert f"::add-mask ::{secret}" in step.stderr, f"{secret} was not masked"
+        assert f"::add-mask::{secret}" in step.stderr, f"{secret} was not masked"
         assert_secret_hidden(everything, secret)
 
 

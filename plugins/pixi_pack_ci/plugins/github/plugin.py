@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +33,9 @@ from .provenance import github_build_description, in_github_actions, upload_atte
 
 #: ``false`` turns the job summary off (the action's ``job-summary`` input).
 SUMMARY_SWITCH_ENV = "PIXI_PACK_CI_JOB_SUMMARY"
+
+
+_MASK_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -63,8 +67,13 @@ class GitHubPlugin:
         return in_github_actions(os.environ)
 
     def _mask(self, secret: str) -> None:
-        with _commands_to_stderr():
-            gha.add_mask(secret)
+        # Written straight to stderr, not through _commands_to_stderr: secrets are found on any
+        # thread (a push's four workers each get a registry token), and redirect_stdout swaps
+        # the process-wide sys.stdout, so two at once could leave stdout pointing at stderr.
+        escaped = secret.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        with _MASK_LOCK:
+            sys.stderr.write(f"::add-mask::{escaped}\n")
+            sys.stderr.flush()
 
     @hookimpl
     def pixi_pack_ci_modify_plan(self, plan: PackPlan, options: PackOptions) -> None:
