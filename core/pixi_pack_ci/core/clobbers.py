@@ -53,6 +53,7 @@ from rattler.package_streaming import PackageArchive
 
 from .errors import UnpackError
 from .platforms import is_windows
+from .rattler_loop import run_rattler
 
 CLOBBERS_DIR = "__clobbers__"
 
@@ -109,7 +110,7 @@ def read_installed_paths(
     into site-packages and bin). Read from the package archive, or from rattler's cache once the
     archive has been freed (``unpack`` deletes each archive when rattler has extracted it)."""
     layout = _python_layout(records, platform)
-    raws = asyncio.run(_read_all(records, cache_dir))
+    raws = run_rattler(_read_all(records, cache_dir))
     return [_installed(record, kind, raw, layout) for record, (kind, raw) in zip(records, raws, strict=True)]
 
 

@@ -20,10 +20,10 @@ CONDA_SUFFIXES = (".conda", ".tar.bz2")
 
 def conda_artifact_from_file(path: Path) -> CondaArtifact:
     """An artifact whose record comes from the package's own ``info/index.json``."""
-    import asyncio  # here: only --inject needs it, and every command loads this plugin
+    from .rattler_loop import run_rattler  # here: only --inject needs it, and every command loads this plugin
 
     try:
-        record = asyncio.run(rattler.RepoDataRecord.from_package_archive(path))
+        record = run_rattler(rattler.RepoDataRecord.from_package_archive(path))
     except Exception as exc:
         raise PixiPackError(f"cannot read conda package {path}: {' '.join(str(exc).split())}") from None
     data = repodata_entry(record)

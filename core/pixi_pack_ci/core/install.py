@@ -9,7 +9,6 @@ every time (:mod:`.clobbers`); pypa ``installer`` installs the wheels into the l
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import logging
@@ -28,6 +27,7 @@ from rattler.install import InstallerReporter
 from .clobbers import CLOBBERS_DIR, ClashPlan, plan_clashes, read_installed_paths, settle
 from .errors import PixiPackError, UnpackError
 from .progress import ProgressReporter
+from .rattler_loop import run_rattler
 from .wheels import find_python, install_wheels
 
 log = logging.getLogger("pixi_pack_ci")
@@ -114,7 +114,7 @@ def _rattler_install(
 ) -> UnpackError | None:
     """One ``rattler.install``; its failure is returned, to be raised or superseded."""
     try:
-        asyncio.run(
+        run_rattler(
             rattler.install(
                 records,
                 target,
