@@ -102,6 +102,12 @@ def _requirements(args: argparse.Namespace) -> IdentityRequirements:
     return IdentityRequirements(**{name: getattr(args, name, None) for name in _VERIFY_FLAGS})
 
 
+def _bundle_check(args: argparse.Namespace) -> BundleCheck:
+    """The signer and predicate type ``verify`` (or ``unpack --verify-bundle``) asks for."""
+    predicate_type = getattr(args, "predicate_type", None) or SLSA_PROVENANCE_V1
+    return BundleCheck(_requirements(args), args.key, args.trusted_root, args.offline, predicate_type)
+
+
 class ProvenancePlugin:
     """Signs packs and images (Sigstore keyless or a key) with SLSA v1 provenance, and verifies them."""
 
@@ -267,14 +273,7 @@ class ProvenancePlugin:
             return
         if pack == "-":
             raise UsageError("--verify-bundle needs a pack file; standard input cannot be checked before unpacking")
-        result = verify_pack(
-            Path(pack),
-            bundle,
-            requirements=_requirements(options),
-            key=options.key,
-            trusted_root=options.trusted_root,
-            offline=options.offline,
-        )
+        result = verify_pack(Path(pack), bundle, _bundle_check(options))
         if not getattr(options, "quiet", False):
             for line in result.lines():
                 _say(line)
@@ -358,22 +357,11 @@ class ProvenancePlugin:
         if len(args.packs) > 1:
             raise UsageError("verify checks one pack against its bundle; several packs need --provenance-path")
         (target,) = args.packs
-        check = BundleCheck(
-            _requirements(args), args.key, args.trusted_root, args.offline, args.predicate_type or SLSA_PROVENANCE_V1
-        )
         if is_image_target(target):
-            result = verify_image(target, args.bundle, check)
+            result = verify_image(target, args.bundle, _bundle_check(args))
         else:
             pack = Path(target)
-            result = verify_pack(
-                pack,
-                args.bundle or bundle_path_for(pack),
-                requirements=check.requirements,
-                key=check.key,
-                trusted_root=check.trusted_root,
-                offline=check.offline,
-                predicate_type=check.predicate_type,
-            )
+            result = verify_pack(pack, args.bundle or bundle_path_for(pack), _bundle_check(args))
         if args.json:
             print(json.dumps(result.to_json(), indent=2))
         else:

@@ -172,8 +172,7 @@ class VerifiedPack:
 
     def lines(self) -> list[str]:
         info = self.to_json()
-        what = self.pack.name if isinstance(self.pack, Path) else self.pack
-        out = [f"✅ {what} (sha256 {self.sha256}) is subject {self.subject_name!r} of a signed statement"]
+        out = [f"✅ {_label(self.pack)} (sha256 {self.sha256}) is subject {self.subject_name!r} of a signed statement"]
         if self.keyless:
             out.append(f"   signer: {self.signer.get('identity', '?')} (issuer {self.signer.get('issuer', '?')})")
             if "source_repository" in self.signer:
@@ -246,21 +245,16 @@ def _check_statement(payload: bytes, sha256: str, what: str, predicate_type: str
     raise VerificationError(f"{what} (sha256 {sha256[:16]}…) is not a subject of this attestation (it covers: {names})")
 
 
-def verify_pack(
-    pack: Path,
-    bundle_path: Path,
-    *,
-    requirements: IdentityRequirements,
-    key: Path | None = None,
-    trusted_root: Path | None = None,
-    offline: bool = False,
-    predicate_type: str = SLSA_PROVENANCE_V1,
-) -> VerifiedPack:
+def _label(artifact: Path | str) -> str:
+    """How messages name a pack (its file name) or an image (as given)."""
+    return artifact.name if isinstance(artifact, Path) else artifact
+
+
+def verify_pack(pack: Path, bundle_path: Path, check: BundleCheck) -> VerifiedPack:
     if not pack.is_file():
         raise ProvenanceError(f"pack {pack} does not exist or is not a file")
     text, data = read_bundle(bundle_path)
-    check = BundleCheck(requirements, key, trusted_root, offline, predicate_type)
-    return check.verify(pack, pack.name, file_sha256(pack), bundle_path, bundle_path.name, text, data)
+    return check.verify(pack, file_sha256(pack), bundle_path, text, data)
 
 
 @dataclass(frozen=True)
@@ -274,16 +268,10 @@ class BundleCheck:
     predicate_type: str = SLSA_PROVENANCE_V1
 
     def verify(
-        self,
-        artifact: Path | str,
-        what: str,
-        sha256: str,
-        bundle: Path | str,
-        bundle_name: str,
-        text: str,
-        data: dict[str, Any],
+        self, artifact: Path | str, sha256: str, bundle: Path | str, text: str, data: dict[str, Any]
     ) -> VerifiedPack:
         """The bundle ``text`` (parsed: ``data``) verified and naming ``sha256`` as a subject."""
+        what, bundle_name = _label(artifact), _label(bundle)
         material = data.get("verificationMaterial") or {}
         keyed_bundle = "publicKey" in material
         if self.key is not None:
@@ -327,10 +315,9 @@ def verify_image(target: str, bundle_path: Path | None, check: BundleCheck) -> V
         )
     failures = []
     for where, text in bundles:
-        name = where.name if isinstance(where, Path) else str(where)
         try:
             _, data = parse_bundle(text, where)
-            return check.verify(target, target, sha256, where, name, text, data)
+            return check.verify(target, sha256, where, text, data)
         except ProvenanceError as exc:  # VerificationError too: the next bundle may be the one
             failures.append(str(exc))
     if len(failures) == 1:
