@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,14 +29,13 @@ from typing import IO, Any
 from .base import tagged_entry
 from .blobs import DOCKER_LIST, DOCKER_MANIFEST, INDEX, MANIFEST
 from .errors import ImageError, ImageUsageError, RegistryError
-from .refs import _split_name, parse_reference
+from .refs import _DIGEST, _split_name, parse_reference
 from .registry import Registry, new_client
 
 log = logging.getLogger(__name__)
 
 MANIFEST_MEDIA_TYPES = [MANIFEST, DOCKER_MANIFEST]
 INDEX_MEDIA_TYPES = [INDEX, DOCKER_LIST]
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -169,22 +167,26 @@ def _digest_of(descriptor: object, target: str) -> str:
     return digest
 
 
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
 def _json_blob(read: Reader, digest: str, target: str) -> dict[str, Any]:
     data = _read(read, f"blobs/sha256/{digest[7:]}")
-    _compare(hashlib.sha256(data).hexdigest(), digest, target)
+    _compare(_sha256(data), digest, target)
     return _json(data, target, digest)
 
 
 def _hash_blob(read: Reader, digest: str, target: str) -> None:
     hasher = hashlib.sha256()
-    with read(f"blobs/sha256/{digest[7:]}") as fh:
+    with read(f"blobs/sha256/{digest[7:]}") as fh:  # a layer: streamed, whatever its size
         while chunk := fh.read(1 << 20):
             hasher.update(chunk)
-    _compare(hasher.hexdigest(), digest, target)
+    _compare("sha256:" + hasher.hexdigest(), digest, target)
 
 
-def _compare(hexdigest: str, digest: str, target: str) -> None:
-    if "sha256:" + hexdigest != digest:
+def _compare(found: str, digest: str, target: str) -> None:
+    if found != digest:
         raise ImageError(f"{target}: the blob {digest} does not have that digest: the image was changed")
 
 
@@ -195,7 +197,7 @@ def _from_registry(target: str, artifact_type: str, attached: bool) -> ImageBund
         repo = ref.repository
         accept = [*INDEX_MEDIA_TYPES, *MANIFEST_MEDIA_TYPES]
         body, _ = registry.get_manifest(repo, ref.digest or ref.tag or "latest", accept)
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        digest = _sha256(body)
         if ref.digest and digest != ref.digest:
             raise ImageError(f"{ref.registry} gave a manifest for {ref.digest} that does not have that digest")
         bundles = []
@@ -212,7 +214,7 @@ def _bundles_of(
 ) -> list[tuple[str, str]]:
     """The ``artifact_type`` layers of the referrer manifest ``referrer``, if it is about ``subject``."""
     data, _ = registry.get_manifest(repo, referrer, MANIFEST_MEDIA_TYPES)
-    if "sha256:" + hashlib.sha256(data).hexdigest() != referrer:
+    if _sha256(data) != referrer:
         raise ImageError("the registry gave it with another digest")
     manifest = json.loads(data)
     about = manifest.get("subject") if isinstance(manifest, dict) else None
@@ -223,7 +225,7 @@ def _bundles_of(
         if isinstance(layer, dict) and layer.get("mediaType") == artifact_type:
             digest = _digest_of(layer, f"the referrer {referrer}")
             blob = registry.get_blob(repo, digest)
-            if "sha256:" + hashlib.sha256(blob).hexdigest() != digest:
+            if _sha256(blob) != digest:
                 raise ImageError(f"the registry gave its layer {digest} with another digest")
             found.append((f"{name}@{referrer}", blob.decode("utf-8", errors="replace")))
     return found
